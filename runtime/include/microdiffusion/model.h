@@ -1,0 +1,279 @@
+// The MLP denoiser eps_theta(x_t, t), described by a short list of layers.
+//
+// A ModelDesc fully describes the network (the weight file stores it), and
+// every size derived from it -- parameter count, tensor offsets, arena bytes --
+// is a constexpr function, so firmware can static_assert its buffers.
+//
+// Activations are row-major (batch, width). Linear weights are stored
+// (in, out) row-major so the forward GEMM streams along the output width;
+// PyTorch's nn.Linear keeps (out, in) and the converter transposes.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "microdiffusion/arena.h"
+#include "microdiffusion/status.h"
+
+namespace md {
+
+enum class LayerKind : uint32_t {
+  kEmbed = 1,       // (x, t) -> [x?, sin/cos(x_i * scale)..., sin/cos(t)]; always first
+  kLinear = 2,      // y = h W + b                      W (in, out), b (out)
+  kActivation = 3,  // y = act(h)
+  kResidual = 4,    // y = h + act(h W + b)             W (w, w), b (w)
+  kTimeGate = 5,    // y = (h W + b) * G[t]             W (in, out), b (out), G (T, out)
+  kTimeAdd = 6,     // y = h + E[t]                     E (T, w)
+};
+
+enum class Activation : uint32_t {
+  kIdentity = 0,
+  kReLU = 1,
+  kSiLU = 2,
+  kGeluTanh = 3,  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+  kGeluErf = 4,   // 0.5 x (1 + erf(x / sqrt(2)))
+  kSoftplus = 5,  // log(1 + e^x), = x above 20 (PyTorch's threshold)
+  kTanh = 6,
+};
+constexpr uint32_t kActivationCount = 7;
+
+struct LayerDesc {
+  LayerKind kind = LayerKind::kLinear;
+  uint32_t in = 0;    // input width
+  uint32_t out = 0;   // output width
+  Activation act = Activation::kIdentity;  // kActivation, kResidual
+  // kEmbed only. Sinusoids follow tiny-diffusion: half = dim/2 frequencies
+  // f_j = exp(-ln(10000) j / (half - 1)), output [sin(v f), cos(v f)].
+  uint32_t x_raw = 0;      // 1: the output starts with x itself
+  uint32_t x_sin_dim = 0;  // sinusoid width per coordinate of x (0: none)
+  uint32_t t_sin_dim = 0;  // sinusoid width of t (0: none)
+  float x_scale = 1.0f;    // x is multiplied by this before its sinusoid
+};
+
+constexpr uint32_t kMaxLayers = 16;
+constexpr uint32_t kMaxTensors = 3 * kMaxLayers;
+constexpr uint32_t kMaxWidth = 8192;
+constexpr uint32_t kMaxDataDim = 65536;
+
+struct ModelDesc {
+  uint32_t D = 2;         // data dimension
+  uint32_t T = 1000;      // timesteps (rows of the per-timestep tables)
+  uint32_t n_layers = 0;
+  LayerDesc layers[kMaxLayers] = {};
+};
+
+enum class TensorRole : uint32_t { kWeight = 0, kBias = 1, kTable = 2 };
+
+struct TensorDesc {
+  uint32_t layer = 0;
+  TensorRole role = TensorRole::kWeight;
+  uint32_t rows = 0, cols = 0;
+  uint32_t offset = 0;  // in floats from the start of the flat parameter block
+  constexpr uint32_t count() const { return rows * cols; }
+};
+
+// Where each tensor lives in the flat parameter block. Gradients, Adam
+// moments and the EMA copy use the same layout. Each tensor starts on a
+// 64-byte boundary (16 floats), exactly as in the weight file.
+struct ParamLayout {
+  uint32_t n_tensors = 0;
+  uint32_t total_floats = 0;
+  uint32_t first_tensor[kMaxLayers] = {};
+  TensorDesc tensors[kMaxTensors] = {};
+};
+
+constexpr uint32_t kFloatsPerAlignment = kAlignment / sizeof(float);
+
+constexpr ParamLayout param_layout(const ModelDesc& d) {
+  ParamLayout p;
+  uint32_t offset = 0;
+  auto add = [&](uint32_t layer, TensorRole role, uint32_t rows, uint32_t cols) {
+    TensorDesc& t = p.tensors[p.n_tensors++];
+    t.layer = layer;
+    t.role = role;
+    t.rows = rows;
+    t.cols = cols;
+    t.offset = offset;
+    offset += (rows * cols + kFloatsPerAlignment - 1) / kFloatsPerAlignment * kFloatsPerAlignment;
+  };
+  for (uint32_t l = 0; l < d.n_layers && l < kMaxLayers; ++l) {
+    const LayerDesc& L = d.layers[l];
+    p.first_tensor[l] = p.n_tensors;
+    switch (L.kind) {
+      case LayerKind::kLinear:
+      case LayerKind::kResidual:
+        add(l, TensorRole::kWeight, L.in, L.out);
+        add(l, TensorRole::kBias, 1, L.out);
+        break;
+      case LayerKind::kTimeGate:
+        add(l, TensorRole::kWeight, L.in, L.out);
+        add(l, TensorRole::kBias, 1, L.out);
+        add(l, TensorRole::kTable, d.T, L.out);
+        break;
+      case LayerKind::kTimeAdd:
+        add(l, TensorRole::kTable, d.T, L.out);
+        break;
+      default:
+        break;
+    }
+  }
+  p.total_floats = offset;
+  return p;
+}
+
+constexpr uint32_t embed_width(uint32_t D, uint32_t x_raw, uint32_t x_sin_dim, uint32_t t_sin_dim) {
+  return (x_raw ? D : 0) + D * x_sin_dim + t_sin_dim;
+}
+
+constexpr uint32_t max_width(const ModelDesc& d) {
+  uint32_t w = d.D;
+  for (uint32_t l = 0; l < d.n_layers && l < kMaxLayers; ++l) {
+    if (d.layers[l].in > w) w = d.layers[l].in;
+    if (d.layers[l].out > w) w = d.layers[l].out;
+  }
+  return w;
+}
+
+constexpr uint32_t parameter_count(const ModelDesc& d) {
+  uint32_t n = 0;
+  const ParamLayout p = param_layout(d);
+  for (uint32_t i = 0; i < p.n_tensors; ++i) n += p.tensors[i].count();
+  return n;
+}
+
+// Layers whose backward needs the value before the elementwise op (z = hW+b).
+constexpr bool layer_keeps_preactivation(LayerKind k) {
+  return k == LayerKind::kResidual || k == LayerKind::kTimeGate;
+}
+
+// Checks everything the constexpr helpers assume: widths chain, the first
+// layer embeds and the last produces D values, limits hold.
+Status validate_model(const ModelDesc& d);
+
+// ---- Presets ---------------------------------------------------------------
+
+// A builder for ModelDesc usable in constant expressions.
+struct ModelBuilder {
+  ModelDesc d;
+  uint32_t width = 0;
+  constexpr ModelBuilder(uint32_t D, uint32_t T) { d.D = D; d.T = T; width = D; }
+  constexpr ModelBuilder& push(LayerDesc L) {
+    if (d.n_layers < kMaxLayers) d.layers[d.n_layers++] = L;
+    width = L.out;
+    return *this;
+  }
+  constexpr ModelBuilder& embed(uint32_t x_raw, uint32_t x_sin_dim, float x_scale, uint32_t t_sin_dim) {
+    LayerDesc L;
+    L.kind = LayerKind::kEmbed;
+    L.in = d.D;
+    L.out = embed_width(d.D, x_raw, x_sin_dim, t_sin_dim);
+    L.x_raw = x_raw;
+    L.x_sin_dim = x_sin_dim;
+    L.t_sin_dim = t_sin_dim;
+    L.x_scale = x_scale;
+    return push(L);
+  }
+  constexpr ModelBuilder& layer(LayerKind kind, uint32_t out, Activation act = Activation::kIdentity) {
+    LayerDesc L;
+    L.kind = kind;
+    L.in = width;
+    L.out = out;
+    L.act = act;
+    return push(L);
+  }
+  constexpr ModelBuilder& linear(uint32_t out) { return layer(LayerKind::kLinear, out); }
+  constexpr ModelBuilder& activation(Activation a) { return layer(LayerKind::kActivation, width, a); }
+  constexpr ModelBuilder& residual(Activation a) { return layer(LayerKind::kResidual, width, a); }
+  constexpr ModelBuilder& time_gate(uint32_t out) { return layer(LayerKind::kTimeGate, out); }
+  constexpr ModelBuilder& time_add() { return layer(LayerKind::kTimeAdd, width); }
+};
+
+// `default`: tiny-diffusion's shape -- sinusoids of each coordinate (scale 25)
+// and of t, Linear to 128, GELU, three residual GELU blocks, Linear to D.
+constexpr ModelDesc preset_default(uint32_t D = 2, uint32_t T = 200, uint32_t hidden = 128,
+                                   uint32_t emb = 32, uint32_t blocks = 3) {
+  ModelBuilder b(D, T);
+  b.embed(0, emb, 25.0f, emb).linear(hidden).activation(Activation::kGeluTanh);
+  for (uint32_t i = 0; i < blocks; ++i) b.residual(Activation::kGeluTanh);
+  b.linear(D);
+  return b.d;
+}
+
+// `tutorial`: the classic DDPM swiss-roll tutorial -- three time-gated Linear
+// layers (D -> 128 -> 128 -> 128), softplus after each, then Linear(128 -> D).
+constexpr ModelDesc preset_tutorial(uint32_t D = 2, uint32_t T = 100, uint32_t hidden = 128) {
+  ModelBuilder b(D, T);
+  b.embed(1, 0, 1.0f, 0);
+  for (int i = 0; i < 3; ++i) b.time_gate(hidden).activation(Activation::kSoftplus);
+  b.linear(D);
+  return b.d;
+}
+
+const char* layer_kind_name(LayerKind k);
+const char* activation_name(Activation a);
+
+// ---- Running the network ---------------------------------------------------
+
+// A network bound to its weights: tensor pointers in ParamLayout order, into
+// a flat parameter block (training) or into a weight file read in place.
+struct Model {
+  ModelDesc desc;
+  ParamLayout layout;
+  const float* tensors[kMaxTensors] = {};
+  const float* tensor(uint32_t layer, TensorRole role) const;
+};
+
+// Bind `desc` to a flat parameter block laid out by param_layout(desc).
+Model bind_model(const ModelDesc& desc, const float* params);
+
+// Inference scratch: three (batch, max_width) buffers.
+constexpr size_t forward_scratch_floats(const ModelDesc& d, uint32_t batch) {
+  return 3ull * batch * max_width(d);
+}
+
+// out (B, D) = eps_theta(x (B, D), t (B)); t in [0, T).
+void model_forward(const Model& m, const float* x, const int32_t* t, uint32_t batch,
+                   float* out, float* scratch);
+
+// ---- Training: the tape ----------------------------------------------------
+
+// Per layer l the tape holds its output (B, out), and for layers that keep
+// it, the pre-activation (B, out). Offsets are in floats.
+struct TapeLayout {
+  uint32_t output[kMaxLayers] = {};
+  uint32_t preact[kMaxLayers] = {};
+  size_t total_floats = 0;
+};
+
+constexpr TapeLayout tape_layout(const ModelDesc& d, uint32_t batch) {
+  TapeLayout t;
+  size_t offset = 0;
+  auto take = [&](uint32_t w) {
+    const size_t o = offset;
+    offset += (static_cast<size_t>(batch) * w + kFloatsPerAlignment - 1) / kFloatsPerAlignment *
+              kFloatsPerAlignment;
+    return static_cast<uint32_t>(o);
+  };
+  for (uint32_t l = 0; l < d.n_layers && l < kMaxLayers; ++l) {
+    t.output[l] = take(d.layers[l].out);
+    if (layer_keeps_preactivation(d.layers[l].kind)) t.preact[l] = take(d.layers[l].out);
+  }
+  t.total_floats = offset;
+  return t;
+}
+
+// Backward scratch: three (batch, max_width) buffers.
+constexpr size_t backward_scratch_floats(const ModelDesc& d, uint32_t batch) {
+  return 3ull * batch * max_width(d);
+}
+
+// Forward pass that records what backward needs in `tape`.
+void model_forward_train(const Model& m, const float* x, const int32_t* t, uint32_t batch,
+                         float* tape);
+// The network output recorded on the tape (B, D).
+const float* tape_output(const ModelDesc& d, uint32_t batch, const float* tape);
+
+// Given dL/d(out) (B, D), accumulate dL/d(params) into `grads` (flat layout).
+void model_backward(const Model& m, const int32_t* t, uint32_t batch, const float* tape,
+                    const float* d_out, float* grads, float* scratch);
+
+}  // namespace md

@@ -1,0 +1,101 @@
+// Noise schedules and every table the forward process, the posterior and the
+// sampler need. Index k = 0..T-1 stands for diffusion step t = k + 1, which is
+// also the integer the denoiser receives.
+//
+//   alpha_t = 1 - beta_t,  alpha_bar_t = prod_{s<=t} alpha_s
+//   q(x_t | x_0)          = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I)
+//   q(x_{t-1} | x_t, x_0) = N(coef1_t x_0 + coef2_t x_t, beta_tilde_t I)
+//     coef1 = beta_t sqrt(alpha_bar_{t-1}) / (1 - alpha_bar_t)
+//     coef2 = (1 - alpha_bar_{t-1}) sqrt(alpha_t) / (1 - alpha_bar_t)
+//     beta_tilde = beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)
+// Tables are computed once in double and stored as float.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "microdiffusion/arena.h"
+#include "microdiffusion/status.h"
+
+namespace md {
+
+enum class ScheduleKind : uint32_t {
+  kLinear = 0,  // beta linear from beta_start to beta_end (Ho et al.)
+  kCosine = 1,  // alpha_bar = cos^2(((t/T + s)/(1 + s)) pi/2), beta capped (Nichol & Dhariwal)
+};
+
+struct ScheduleDesc {
+  ScheduleKind kind = ScheduleKind::kLinear;
+  uint32_t T = 1000;
+  float beta_start = 1e-4f;
+  float beta_end = 0.02f;
+  float cosine_s = 0.008f;
+  float max_beta = 0.999f;
+};
+
+constexpr uint32_t kMaxTimesteps = 100000;
+
+// Ho et al.'s linear schedule (beta from 1e-4 to 0.02 at T = 1000), with both
+// ends scaled by 1000/T as improved-diffusion does, so alpha_bar_T stays near
+// 4e-5 for any T (beta_end capped at 0.999 for very small T).
+constexpr ScheduleDesc linear_schedule(uint32_t T) {
+  ScheduleDesc d;
+  d.kind = ScheduleKind::kLinear;
+  d.T = T;
+  const double scale = T > 0 ? 1000.0 / T : 1.0;
+  const double end = 0.02 * scale;
+  d.beta_start = static_cast<float>(1e-4 * scale < 0.5 ? 1e-4 * scale : 0.5);
+  d.beta_end = static_cast<float>(end < 0.999 ? end : 0.999);
+  return d;
+}
+
+// Nichol & Dhariwal's cosine schedule: s = 0.008, beta capped at 0.999.
+constexpr ScheduleDesc cosine_schedule(uint32_t T) {
+  ScheduleDesc d;
+  d.kind = ScheduleKind::kCosine;
+  d.T = T;
+  return d;
+}
+
+// Variance of the reverse step p(x_{t-1} | x_t).
+enum class Variance : uint32_t {
+  kFixedSmall = 0,  // sigma^2 = beta_tilde (posterior variance)
+  kFixedLarge = 1,  // sigma^2 = beta
+};
+
+// Views into float tables of length T (owned by the arena).
+struct Schedule {
+  uint32_t T = 0;
+  float* beta = nullptr;
+  float* alpha = nullptr;
+  float* alpha_bar = nullptr;
+  float* alpha_bar_prev = nullptr;           // alpha_bar_{t-1}, 1 at k = 0
+  float* sqrt_alpha_bar = nullptr;
+  float* sqrt_one_minus_alpha_bar = nullptr;
+  float* sqrt_recip_alpha_bar = nullptr;      // x_0 = sqrt_recip_ab x_t - sqrt_recipm1_ab eps
+  float* sqrt_recipm1_alpha_bar = nullptr;
+  float* posterior_variance = nullptr;        // beta_tilde
+  float* posterior_log_variance_clipped = nullptr;  // log beta_tilde, k = 0 uses k = 1
+  float* posterior_mean_coef1 = nullptr;      // multiplies x_0
+  float* posterior_mean_coef2 = nullptr;      // multiplies x_t
+  float* recip_sqrt_alpha = nullptr;          // 1 / sqrt(alpha_t)
+  float* eps_coef = nullptr;                  // beta_t / sqrt(1 - alpha_bar_t)
+};
+
+constexpr size_t kScheduleTables = 14;
+
+// Plan the schedule's tables into a Plan (used by the sampler and trainer plans).
+constexpr size_t plan_schedule(Plan& plan, uint32_t T) {
+  return plan.take_array<float>(static_cast<size_t>(T) * kScheduleTables);
+}
+
+Status validate_schedule(const ScheduleDesc& desc);
+
+// Fill the tables in `storage` (kScheduleTables * T floats) and point `out` at them.
+Status build_schedule(const ScheduleDesc& desc, float* storage, Schedule* out);
+
+// beta_k in double, the single source the tables derive from.
+double schedule_beta(const ScheduleDesc& desc, uint32_t k);
+
+const char* schedule_kind_name(ScheduleKind kind);
+
+}  // namespace md

@@ -1,0 +1,125 @@
+// Training (Ho et al. 2020, Algorithm 1) with Adam/AdamW and an EMA of the
+// weights, entirely inside the arena:
+//   t ~ U{0..T-1}, eps ~ N(0, I), x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps
+//   L_simple = mean over batch and dimensions of (eps - eps_theta(x_t, t))^2
+// (PyTorch's F.mse_loss with its default mean reduction).
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "microdiffusion/arena.h"
+#include "microdiffusion/model.h"
+#include "microdiffusion/schedule.h"
+
+namespace md {
+
+struct TrainConfig {
+  uint32_t batch = 256;
+  // Doubles, as PyTorch's Python floats: the bias corrections use them directly.
+  double lr = 1e-3;
+  double beta1 = 0.9, beta2 = 0.999, adam_eps = 1e-8;
+  double weight_decay = 0.0;
+  bool decoupled_weight_decay = false;  // true: AdamW; false: Adam (L2 added to the gradient)
+  double grad_clip_norm = 0.0;         // 0: off; else torch.nn.utils.clip_grad_norm_
+  uint32_t warmup_steps = 0;            // linear warmup from lr/warmup to lr
+  uint32_t total_steps = 0;             // cosine decay over this many steps (0: constant lr)
+  double min_lr_ratio = 0.0;          // cosine floor as a fraction of lr
+  double ema_decay = 0.995;           // 0: EMA equals the weights
+  uint64_t seed = 0;
+};
+
+struct TrainerPlan {
+  Plan plan;
+  size_t schedule = 0, params = 0, grads = 0, adam_m = 0, adam_v = 0, ema = 0;
+  size_t x0 = 0, xt = 0, eps = 0, t = 0, bits = 0, d_out = 0, tape = 0, scratch = 0;
+};
+
+constexpr TrainerPlan trainer_plan(const ModelDesc& d, uint32_t batch) {
+  TrainerPlan s;
+  const size_t P = param_layout(d).total_floats;
+  const size_t BD = static_cast<size_t>(batch) * d.D;
+  s.schedule = plan_schedule(s.plan, d.T);
+  s.params = s.plan.take_array<float>(P);
+  s.grads = s.plan.take_array<float>(P);
+  s.adam_m = s.plan.take_array<float>(P);
+  s.adam_v = s.plan.take_array<float>(P);
+  s.ema = s.plan.take_array<float>(P);
+  s.x0 = s.plan.take_array<float>(BD);
+  s.xt = s.plan.take_array<float>(BD);
+  s.eps = s.plan.take_array<float>(BD);
+  s.t = s.plan.take_array<int32_t>(batch);
+  s.bits = s.plan.take_array<uint32_t>(batch);
+  s.d_out = s.plan.take_array<float>(BD);
+  s.tape = s.plan.take_array<float>(tape_layout(d, batch).total_floats);
+  s.scratch = s.plan.take_array<float>(backward_scratch_floats(d, batch));
+  return s;
+}
+
+// Arena bytes a Trainer needs for `desc` at `batch` (any buffer alignment).
+constexpr size_t training_arena_bytes(const ModelDesc& d, uint32_t batch) {
+  return arena_bytes_for(trainer_plan(d, batch).plan);
+}
+
+class Trainer {
+ public:
+  Status init(const ModelDesc& desc, const ScheduleDesc& schedule, const TrainConfig& config,
+              Arena& arena);
+
+  // PyTorch's default initialisation from the portable generator: Linear
+  // weights and biases U(-1/sqrt(in), 1/sqrt(in)), time-gate tables U[0, 1),
+  // additive time tables N(0, 1). Resets the optimizer; EMA = weights.
+  void init_parameters(uint64_t seed);
+  // Copy a flat parameter block (param_layout order); resets the optimizer.
+  Status set_parameters(const float* params, size_t count);
+
+  // One step of Algorithm 1 on a minibatch drawn from `data` (rows x D).
+  Status step(const float* data, uint32_t rows, float* loss);
+  // One step on a given minibatch: x0 (B, D), t (B), eps (B, D).
+  Status step_on(const float* x0, const int32_t* t, const float* eps, float* loss);
+
+  // The pieces of a step, for tests: loss and gradients (grads overwritten),
+  // then clip + optimizer + EMA.
+  Status loss_and_gradients(const float* x0, const int32_t* t, const float* eps, float* loss);
+  Status apply_gradients();
+
+  // The learning rate the next update uses.
+  double learning_rate() const;
+  // Global norm of the last gradients before clipping.
+  float last_grad_norm() const { return last_grad_norm_; }
+
+  Model model(bool use_ema) const;
+  const ModelDesc& desc() const { return desc_; }
+  const Schedule& schedule() const { return schedule_; }
+  const TrainConfig& config() const { return config_; }
+  uint32_t param_floats() const { return layout_.total_floats; }
+  uint64_t steps_done() const { return step_; }
+  float* params() { return params_; }
+  const float* params() const { return params_; }
+  const float* grads() const { return grads_; }
+  const float* ema() const { return ema_; }
+  const float* adam_m() const { return m_; }
+  const float* adam_v() const { return v_; }
+
+ private:
+  ModelDesc desc_;
+  ParamLayout layout_;
+  Schedule schedule_;
+  TrainConfig config_;
+  uint64_t step_ = 0;
+  float last_grad_norm_ = 0.0f;
+  float* params_ = nullptr;
+  float* grads_ = nullptr;
+  float* m_ = nullptr;
+  float* v_ = nullptr;
+  float* ema_ = nullptr;
+  float* x0_ = nullptr;
+  float* xt_ = nullptr;
+  float* eps_ = nullptr;
+  int32_t* t_ = nullptr;
+  uint32_t* bits_ = nullptr;
+  float* d_out_ = nullptr;
+  float* tape_ = nullptr;
+  float* scratch_ = nullptr;
+};
+
+}  // namespace md

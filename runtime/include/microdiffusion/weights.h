@@ -1,0 +1,65 @@
+// The .mdw weight file: a header, the layer list, the schedule and the tensor
+// table, then the tensors, each 64-byte aligned, checked by CRC-32. The
+// runtime reads it in place from any byte buffer (a const array in flash, a
+// mapped file) without copying weights. Specification: weights/FORMAT.md.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "microdiffusion/model.h"
+#include "microdiffusion/schedule.h"
+#include "microdiffusion/status.h"
+
+namespace md {
+
+constexpr uint8_t kWeightsMagic[8] = {'M', 'D', 'I', 'F', 'F', 'W', 'T', 'S'};
+constexpr uint16_t kWeightsVersionMajor = 1;
+constexpr uint16_t kWeightsVersionMinor = 0;
+constexpr size_t kWeightsFixedHeaderBytes = 128;
+constexpr size_t kWeightsLayerRecordBytes = 32;
+constexpr size_t kWeightsTensorRecordBytes = 32;
+
+enum class Prediction : uint32_t { kEpsilon = 0 };
+enum class TensorDType : uint32_t { kF32 = 0 };
+
+// What the file says about how its weights were made and should be sampled.
+struct WeightsMeta {
+  Prediction prediction = Prediction::kEpsilon;
+  Variance variance = Variance::kFixedSmall;  // default sampler variance
+  uint32_t is_ema = 1;                        // 1: the weights are the EMA copy
+  uint32_t train_steps = 0;                   // informational
+  char dataset[32] = {};                      // training data name, NUL-padded (informational)
+};
+
+// A weight file bound in place: the tensor pointers point into the buffer.
+struct LoadedWeights {
+  uint16_t version_major = 0, version_minor = 0;
+  uint64_t file_bytes = 0;
+  uint32_t header_bytes = 0;
+  ScheduleDesc schedule;
+  WeightsMeta meta;
+  Model model;
+};
+
+constexpr size_t weights_header_bytes(const ModelDesc& d) {
+  return align_up(kWeightsFixedHeaderBytes + kWeightsLayerRecordBytes * d.n_layers +
+                  kWeightsTensorRecordBytes * param_layout(d).n_tensors);
+}
+constexpr size_t weights_file_bytes(const ModelDesc& d) {
+  return weights_header_bytes(d) + sizeof(float) * static_cast<size_t>(param_layout(d).total_floats);
+}
+
+// Write a weight file for `desc` whose parameters are the flat block `params`
+// (param_layout order) into `out`. Refuses NaN/Inf weights.
+Status write_weights(const ModelDesc& desc, const ScheduleDesc& schedule, const WeightsMeta& meta,
+                     const float* params, uint8_t* out, size_t capacity, size_t* written);
+
+// Validate `data` (magic, version, sizes, layer list, tensor table, CRCs,
+// finite values) and bind a Model to it in place. `data` must stay alive and
+// be 4-byte aligned (64-byte for aligned tensors).
+Status load_weights(const void* data, size_t size, LoadedWeights* out);
+
+// CRC-32 (IEEE 802.3, as zlib): crc32(data, n, 0) of "123456789" is 0xCBF43926.
+uint32_t crc32(const void* data, size_t n, uint32_t crc = 0);
+
+}  // namespace md

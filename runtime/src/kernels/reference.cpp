@@ -1,0 +1,144 @@
+// Plain C++ reference kernels. Written so compilers vectorise the inner loops
+// (contiguous, no aliasing); the SIMD variants are checked against these.
+#include <math.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+namespace md {
+namespace kernels {
+
+void gemm_bias(float* __restrict Y, const float* __restrict X, const float* __restrict W,
+               const float* __restrict b, int M, int K, int N) {
+  // Four rows at a time so each row of W is loaded once per four outputs.
+  int i = 0;
+  for (; i + 4 <= M; i += 4) {
+    float* y0 = Y + (size_t)i * N;
+    float* y1 = y0 + N;
+    float* y2 = y1 + N;
+    float* y3 = y2 + N;
+    for (int n = 0; n < N; ++n) {
+      const float bias = b ? b[n] : 0.0f;
+      y0[n] = bias; y1[n] = bias; y2[n] = bias; y3[n] = bias;
+    }
+    const float* x0 = X + (size_t)i * K;
+    for (int k = 0; k < K; ++k) {
+      const float a0 = x0[k], a1 = x0[K + k], a2 = x0[2 * K + k], a3 = x0[3 * K + k];
+      const float* w = W + (size_t)k * N;
+      for (int n = 0; n < N; ++n) {
+        const float wn = w[n];
+        y0[n] += a0 * wn;
+        y1[n] += a1 * wn;
+        y2[n] += a2 * wn;
+        y3[n] += a3 * wn;
+      }
+    }
+  }
+  for (; i < M; ++i) {
+    float* y = Y + (size_t)i * N;
+    for (int n = 0; n < N; ++n) y[n] = b ? b[n] : 0.0f;
+    const float* x = X + (size_t)i * K;
+    for (int k = 0; k < K; ++k) {
+      const float a = x[k];
+      const float* w = W + (size_t)k * N;
+      for (int n = 0; n < N; ++n) y[n] += a * w[n];
+    }
+  }
+}
+
+void gemm_nt(float* __restrict dX, const float* __restrict dY, const float* __restrict W,
+             int M, int N, int K) {
+  for (int i = 0; i < M; ++i) {
+    const float* dy = dY + (size_t)i * N;
+    float* dx = dX + (size_t)i * K;
+    for (int k = 0; k < K; ++k) {
+      const float* w = W + (size_t)k * N;
+      float acc = 0.0f;
+      for (int n = 0; n < N; ++n) acc += dy[n] * w[n];
+      dx[k] = acc;
+    }
+  }
+}
+
+void gemm_tn_acc(float* __restrict dW, const float* __restrict X, const float* __restrict dY,
+                 int M, int K, int N) {
+  for (int i = 0; i < M; ++i) {
+    const float* x = X + (size_t)i * K;
+    const float* dy = dY + (size_t)i * N;
+    for (int k = 0; k < K; ++k) {
+      const float a = x[k];
+      if (a == 0.0f) continue;  // ReLU-sparse inputs; exact either way
+      float* dw = dW + (size_t)k * N;
+      for (int n = 0; n < N; ++n) dw[n] += a * dy[n];
+    }
+  }
+}
+
+void colsum_acc(float* __restrict db, const float* __restrict dY, int M, int N) {
+  for (int i = 0; i < M; ++i) {
+    const float* dy = dY + (size_t)i * N;
+    for (int n = 0; n < N; ++n) db[n] += dy[n];
+  }
+}
+
+namespace {
+constexpr float kSqrt2OverPi = 0.7978845608028654f;
+constexpr float kGeluCubic = 0.044715f;
+constexpr float kInvSqrt2 = 0.7071067811865476f;
+constexpr float kInvSqrt2Pi = 0.3989422804014327f;
+inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+}  // namespace
+
+float activation_value(Activation a, float x) {
+  switch (a) {
+    case Activation::kIdentity: return x;
+    case Activation::kReLU: return x > 0.0f ? x : 0.0f;
+    case Activation::kSiLU: return x * sigmoid(x);
+    case Activation::kGeluTanh:
+      return 0.5f * x * (1.0f + tanhf(kSqrt2OverPi * (x + kGeluCubic * x * x * x)));
+    case Activation::kGeluErf: return 0.5f * x * (1.0f + erff(x * kInvSqrt2));
+    case Activation::kSoftplus: return x > 20.0f ? x : log1pf(expf(x));
+    case Activation::kTanh: return tanhf(x);
+  }
+  return x;
+}
+
+float activation_derivative(Activation a, float x) {
+  switch (a) {
+    case Activation::kIdentity: return 1.0f;
+    case Activation::kReLU: return x > 0.0f ? 1.0f : 0.0f;
+    case Activation::kSiLU: {
+      const float s = sigmoid(x);
+      return s * (1.0f + x * (1.0f - s));
+    }
+    case Activation::kGeluTanh: {
+      const float inner = kSqrt2OverPi * (x + kGeluCubic * x * x * x);
+      const float th = tanhf(inner);
+      const float d_inner = kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * x * x);
+      return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * d_inner;
+    }
+    case Activation::kGeluErf:
+      return 0.5f * (1.0f + erff(x * kInvSqrt2)) + x * kInvSqrt2Pi * expf(-0.5f * x * x);
+    case Activation::kSoftplus: return x > 20.0f ? 1.0f : sigmoid(x);
+    case Activation::kTanh: {
+      const float th = tanhf(x);
+      return 1.0f - th * th;
+    }
+  }
+  return 1.0f;
+}
+
+void activation_forward(Activation a, float* y, const float* x, size_t n) {
+  if (a == Activation::kIdentity) {
+    if (y != x) memmove(y, x, n * sizeof(float));
+    return;
+  }
+  for (size_t i = 0; i < n; ++i) y[i] = activation_value(a, x[i]);
+}
+
+void activation_backward(Activation a, float* dx, const float* x, const float* dy, size_t n) {
+  for (size_t i = 0; i < n; ++i) dx[i] = dy[i] * activation_derivative(a, x[i]);
+}
+
+}  // namespace kernels
+}  // namespace md

@@ -1,0 +1,296 @@
+#include "microdiffusion/model.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+namespace md {
+
+const char* layer_kind_name(LayerKind k) {
+  switch (k) {
+    case LayerKind::kEmbed: return "embed";
+    case LayerKind::kLinear: return "linear";
+    case LayerKind::kActivation: return "activation";
+    case LayerKind::kResidual: return "residual";
+    case LayerKind::kTimeGate: return "time_gate";
+    case LayerKind::kTimeAdd: return "time_add";
+  }
+  return "unknown";
+}
+
+const char* activation_name(Activation a) {
+  switch (a) {
+    case Activation::kIdentity: return "identity";
+    case Activation::kReLU: return "relu";
+    case Activation::kSiLU: return "silu";
+    case Activation::kGeluTanh: return "gelu_tanh";
+    case Activation::kGeluErf: return "gelu_erf";
+    case Activation::kSoftplus: return "softplus";
+    case Activation::kTanh: return "tanh";
+  }
+  return "unknown";
+}
+
+Status validate_model(const ModelDesc& d) {
+  if (d.D < 1 || d.D > kMaxDataDim)
+    return make_status(StatusCode::kInvalidArgument, "data dimension D out of range", d.D, kMaxDataDim);
+  if (d.T < 1 || d.T > 100000)
+    return make_status(StatusCode::kInvalidArgument, "model T out of range", d.T, 100000);
+  if (d.n_layers < 2 || d.n_layers > kMaxLayers)
+    return make_status(StatusCode::kInvalidArgument, "layer count must be in [2, 16]", d.n_layers, kMaxLayers);
+  if (d.layers[0].kind != LayerKind::kEmbed)
+    return make_status(StatusCode::kInvalidArgument, "the first layer must be an embed layer");
+  uint32_t width = d.D;
+  uint64_t params = 0;
+  for (uint32_t l = 0; l < d.n_layers; ++l) {
+    const LayerDesc& L = d.layers[l];
+    if (L.in != width)
+      return make_status(StatusCode::kInvalidArgument, "layer input width does not match the previous output", l, width);
+    if (L.out < 1 || L.out > kMaxWidth || L.in > kMaxWidth)
+      return make_status(StatusCode::kInvalidArgument, "layer width out of range", l, kMaxWidth);
+    if (static_cast<uint32_t>(L.act) >= kActivationCount)
+      return make_status(StatusCode::kInvalidArgument, "unknown activation", l);
+    switch (L.kind) {
+      case LayerKind::kEmbed:
+        if (l != 0) return make_status(StatusCode::kInvalidArgument, "embed must be the first layer only", l);
+        if (L.x_raw > 1 || (L.x_sin_dim % 2) != 0 || (L.t_sin_dim % 2) != 0)
+          return make_status(StatusCode::kInvalidArgument, "embed sinusoid widths must be even", l);
+        if (L.x_sin_dim > kMaxWidth || L.t_sin_dim > kMaxWidth ||
+            L.out != embed_width(d.D, L.x_raw, L.x_sin_dim, L.t_sin_dim))
+          return make_status(StatusCode::kInvalidArgument, "embed output width is inconsistent", l);
+        if (!(L.x_scale == L.x_scale) || L.x_scale - L.x_scale != 0.0f)
+          return make_status(StatusCode::kNonFinite, "embed x_scale is not finite", l);
+        break;
+      case LayerKind::kActivation:
+      case LayerKind::kResidual:
+      case LayerKind::kTimeAdd:
+        if (L.out != L.in)
+          return make_status(StatusCode::kInvalidArgument, "this layer keeps its width", l);
+        break;
+      case LayerKind::kLinear:
+      case LayerKind::kTimeGate:
+        break;
+      default:
+        return make_status(StatusCode::kInvalidArgument, "unknown layer kind", l);
+    }
+    if (L.kind != LayerKind::kEmbed && L.kind != LayerKind::kActivation) {
+      params += static_cast<uint64_t>(L.in) * L.out + L.out + static_cast<uint64_t>(d.T) * L.out;
+    }
+    width = L.out;
+  }
+  if (width != d.D)
+    return make_status(StatusCode::kInvalidArgument, "the last layer must output D values", width, d.D);
+  if (params > (1ull << 30))
+    return make_status(StatusCode::kInvalidArgument, "too many parameters", params, 1ull << 30);
+  return Status::Ok();
+}
+
+const float* Model::tensor(uint32_t layer, TensorRole role) const {
+  for (uint32_t i = layout.first_tensor[layer]; i < layout.n_tensors; ++i) {
+    if (layout.tensors[i].layer != layer) break;
+    if (layout.tensors[i].role == role) return tensors[i];
+  }
+  return nullptr;
+}
+
+Model bind_model(const ModelDesc& desc, const float* params) {
+  Model m;
+  m.desc = desc;
+  m.layout = param_layout(desc);
+  for (uint32_t i = 0; i < m.layout.n_tensors; ++i) m.tensors[i] = params + m.layout.tensors[i].offset;
+  return m;
+}
+
+namespace {
+
+// tiny-diffusion's SinusoidalEmbedding for `dim` outputs of the scalar v.
+void sinusoid(float* out, float v, uint32_t dim) {
+  const uint32_t half = dim / 2;
+  const float step = half > 1 ? logf(10000.0f) / static_cast<float>(half - 1) : 0.0f;
+  for (uint32_t j = 0; j < half; ++j) {
+    const float a = v * expf(-step * static_cast<float>(j));
+    out[j] = sinf(a);
+    out[half + j] = cosf(a);
+  }
+}
+
+void embed_forward(const LayerDesc& L, uint32_t D, const float* x, const int32_t* t,
+                   uint32_t batch, float* y) {
+  for (uint32_t b = 0; b < batch; ++b) {
+    const float* xb = x + static_cast<size_t>(b) * D;
+    float* yb = y + static_cast<size_t>(b) * L.out;
+    if (L.x_raw) {
+      memcpy(yb, xb, D * sizeof(float));
+      yb += D;
+    }
+    if (L.x_sin_dim) {
+      for (uint32_t i = 0; i < D; ++i, yb += L.x_sin_dim) sinusoid(yb, xb[i] * L.x_scale, L.x_sin_dim);
+    }
+    if (L.t_sin_dim) sinusoid(yb, static_cast<float>(t[b]), L.t_sin_dim);
+  }
+}
+
+// y (B, w) = u * G[t]   (rows of the per-timestep table)
+void gate_rows(float* y, const float* u, const float* table, const int32_t* t, uint32_t batch, uint32_t w) {
+  for (uint32_t b = 0; b < batch; ++b) {
+    const float* g = table + static_cast<size_t>(t[b]) * w;
+    const float* ub = u + static_cast<size_t>(b) * w;
+    float* yb = y + static_cast<size_t>(b) * w;
+    for (uint32_t i = 0; i < w; ++i) yb[i] = ub[i] * g[i];
+  }
+}
+
+// y (B, w) = h + E[t]
+void add_rows(float* y, const float* h, const float* table, const int32_t* t, uint32_t batch, uint32_t w) {
+  for (uint32_t b = 0; b < batch; ++b) {
+    const float* e = table + static_cast<size_t>(t[b]) * w;
+    const float* hb = h + static_cast<size_t>(b) * w;
+    float* yb = y + static_cast<size_t>(b) * w;
+    for (uint32_t i = 0; i < w; ++i) yb[i] = hb[i] + e[i];
+  }
+}
+
+// One layer forward. `preact` receives z = hW + b for layers that keep it
+// (and must be a separate buffer from y and h).
+void layer_forward(const Model& m, uint32_t l, const float* h, const int32_t* t, uint32_t batch,
+                   float* y, float* preact) {
+  const LayerDesc& L = m.desc.layers[l];
+  const int B = static_cast<int>(batch), in = static_cast<int>(L.in), out = static_cast<int>(L.out);
+  const size_t n = static_cast<size_t>(batch) * L.out;
+  switch (L.kind) {
+    case LayerKind::kEmbed:
+      embed_forward(L, m.desc.D, h, t, batch, y);
+      break;
+    case LayerKind::kLinear:
+      kernels::gemm_bias(y, h, m.tensor(l, TensorRole::kWeight), m.tensor(l, TensorRole::kBias), B, in, out);
+      break;
+    case LayerKind::kActivation:
+      kernels::activation_forward(L.act, y, h, n);
+      break;
+    case LayerKind::kResidual:
+      kernels::gemm_bias(preact, h, m.tensor(l, TensorRole::kWeight), m.tensor(l, TensorRole::kBias), B, in, out);
+      kernels::activation_forward(L.act, y, preact, n);
+      for (size_t i = 0; i < n; ++i) y[i] += h[i];
+      break;
+    case LayerKind::kTimeGate:
+      kernels::gemm_bias(preact, h, m.tensor(l, TensorRole::kWeight), m.tensor(l, TensorRole::kBias), B, in, out);
+      gate_rows(y, preact, m.tensor(l, TensorRole::kTable), t, batch, L.out);
+      break;
+    case LayerKind::kTimeAdd:
+      add_rows(y, h, m.tensor(l, TensorRole::kTable), t, batch, L.out);
+      break;
+  }
+}
+
+}  // namespace
+
+void model_forward(const Model& m, const float* x, const int32_t* t, uint32_t batch, float* out,
+                   float* scratch) {
+  const size_t stride = static_cast<size_t>(batch) * max_width(m.desc);
+  float* buf[2] = {scratch, scratch + stride};
+  float* preact = scratch + 2 * stride;
+  const float* h = x;
+  for (uint32_t l = 0; l < m.desc.n_layers; ++l) {
+    float* y = (l + 1 == m.desc.n_layers) ? out : buf[l % 2];
+    layer_forward(m, l, h, t, batch, y, preact);
+    h = y;
+  }
+}
+
+void model_forward_train(const Model& m, const float* x, const int32_t* t, uint32_t batch, float* tape) {
+  const TapeLayout tl = tape_layout(m.desc, batch);
+  const float* h = x;
+  for (uint32_t l = 0; l < m.desc.n_layers; ++l) {
+    float* y = tape + tl.output[l];
+    layer_forward(m, l, h, t, batch, y, tape + tl.preact[l]);
+    h = y;
+  }
+}
+
+const float* tape_output(const ModelDesc& d, uint32_t batch, const float* tape) {
+  return tape + tape_layout(d, batch).output[d.n_layers - 1];
+}
+
+void model_backward(const Model& m, const int32_t* t, uint32_t batch, const float* tape,
+                    const float* d_out, float* grads, float* scratch) {
+  const ModelDesc& d = m.desc;
+  const TapeLayout tl = tape_layout(d, batch);
+  const size_t stride = static_cast<size_t>(batch) * max_width(d);
+  float* d_cur = scratch;               // dL/d(output of layer l)
+  float* d_prev = scratch + stride;     // dL/d(input of layer l)
+  float* d_z = scratch + 2 * stride;    // dL/d(pre-activation)
+  memcpy(d_cur, d_out, static_cast<size_t>(batch) * d.D * sizeof(float));
+  const int B = static_cast<int>(batch);
+
+  auto grad_of = [&](uint32_t l, TensorRole role) -> float* {
+    for (uint32_t i = m.layout.first_tensor[l]; i < m.layout.n_tensors; ++i)
+      if (m.layout.tensors[i].layer == l && m.layout.tensors[i].role == role)
+        return grads + m.layout.tensors[i].offset;
+    return nullptr;
+  };
+
+  // Layer 0 embeds (x, t) and has no parameters: nothing flows past layer 1.
+  for (uint32_t l = d.n_layers - 1; l >= 1; --l) {
+    const LayerDesc& L = d.layers[l];
+    const int in = static_cast<int>(L.in), out = static_cast<int>(L.out);
+    const size_t n = static_cast<size_t>(batch) * L.out;
+    const float* h = tape + tl.output[l - 1];
+    const bool need_input_grad = l > 1;
+    switch (L.kind) {
+      case LayerKind::kLinear:
+        kernels::gemm_tn_acc(grad_of(l, TensorRole::kWeight), h, d_cur, B, in, out);
+        kernels::colsum_acc(grad_of(l, TensorRole::kBias), d_cur, B, out);
+        if (need_input_grad) kernels::gemm_nt(d_prev, d_cur, m.tensor(l, TensorRole::kWeight), B, out, in);
+        break;
+      case LayerKind::kActivation:
+        kernels::activation_backward(L.act, d_prev, h, d_cur, n);
+        break;
+      case LayerKind::kResidual: {
+        kernels::activation_backward(L.act, d_z, tape + tl.preact[l], d_cur, n);
+        kernels::gemm_tn_acc(grad_of(l, TensorRole::kWeight), h, d_z, B, in, out);
+        kernels::colsum_acc(grad_of(l, TensorRole::kBias), d_z, B, out);
+        if (need_input_grad) {
+          kernels::gemm_nt(d_prev, d_z, m.tensor(l, TensorRole::kWeight), B, out, in);
+          for (size_t i = 0; i < n; ++i) d_prev[i] += d_cur[i];
+        }
+        break;
+      }
+      case LayerKind::kTimeGate: {
+        const float* u = tape + tl.preact[l];
+        const float* table = m.tensor(l, TensorRole::kTable);
+        float* d_table = grad_of(l, TensorRole::kTable);
+        for (uint32_t b = 0; b < batch; ++b) {
+          const size_t row = static_cast<size_t>(b) * L.out;
+          const float* g = table + static_cast<size_t>(t[b]) * L.out;
+          float* dg = d_table + static_cast<size_t>(t[b]) * L.out;
+          for (uint32_t i = 0; i < L.out; ++i) {
+            dg[i] += d_cur[row + i] * u[row + i];
+            d_z[row + i] = d_cur[row + i] * g[i];
+          }
+        }
+        kernels::gemm_tn_acc(grad_of(l, TensorRole::kWeight), h, d_z, B, in, out);
+        kernels::colsum_acc(grad_of(l, TensorRole::kBias), d_z, B, out);
+        if (need_input_grad) kernels::gemm_nt(d_prev, d_z, m.tensor(l, TensorRole::kWeight), B, out, in);
+        break;
+      }
+      case LayerKind::kTimeAdd: {
+        float* d_table = grad_of(l, TensorRole::kTable);
+        for (uint32_t b = 0; b < batch; ++b) {
+          const size_t row = static_cast<size_t>(b) * L.out;
+          float* de = d_table + static_cast<size_t>(t[b]) * L.out;
+          for (uint32_t i = 0; i < L.out; ++i) de[i] += d_cur[row + i];
+        }
+        memcpy(d_prev, d_cur, n * sizeof(float));
+        break;
+      }
+      case LayerKind::kEmbed:
+        break;
+    }
+    float* tmp = d_cur;
+    d_cur = d_prev;
+    d_prev = tmp;
+  }
+}
+
+}  // namespace md

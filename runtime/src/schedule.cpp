@@ -1,0 +1,102 @@
+#include "microdiffusion/schedule.h"
+
+#include <math.h>
+
+namespace md {
+namespace {
+constexpr double kPi = 3.14159265358979323846;
+
+double cosine_alpha_bar(double t_over_T, double s) {
+  const double c = cos((t_over_T + s) / (1.0 + s) * kPi / 2.0);
+  return c * c;
+}
+}  // namespace
+
+const char* schedule_kind_name(ScheduleKind kind) {
+  switch (kind) {
+    case ScheduleKind::kLinear: return "linear";
+    case ScheduleKind::kCosine: return "cosine";
+  }
+  return "unknown";
+}
+
+Status validate_schedule(const ScheduleDesc& d) {
+  if (d.T < 1 || d.T > kMaxTimesteps)
+    return make_status(StatusCode::kInvalidArgument, "T must be in [1, 100000]", d.T, kMaxTimesteps);
+  switch (d.kind) {
+    case ScheduleKind::kLinear:
+      if (!(d.beta_start > 0.0f && d.beta_end >= d.beta_start && d.beta_end < 1.0f))
+        return make_status(StatusCode::kInvalidArgument,
+                           "linear schedule needs 0 < beta_start <= beta_end < 1");
+      break;
+    case ScheduleKind::kCosine:
+      if (!(d.cosine_s >= 0.0f && d.cosine_s < 1.0f && d.max_beta > 0.0f && d.max_beta < 1.0f))
+        return make_status(StatusCode::kInvalidArgument,
+                           "cosine schedule needs 0 <= s < 1 and 0 < max_beta < 1");
+      break;
+    default:
+      return make_status(StatusCode::kInvalidArgument, "unknown schedule kind",
+                         static_cast<uint32_t>(d.kind));
+  }
+  return Status::Ok();
+}
+
+double schedule_beta(const ScheduleDesc& d, uint32_t k) {
+  const double T = d.T;
+  if (d.kind == ScheduleKind::kCosine) {
+    const double s = d.cosine_s;
+    const double beta = 1.0 - cosine_alpha_bar((k + 1) / T, s) / cosine_alpha_bar(k / T, s);
+    return beta < d.max_beta ? beta : static_cast<double>(d.max_beta);
+  }
+  if (d.T == 1) return d.beta_start;
+  // Same as numpy.linspace(beta_start, beta_end, T) in float64.
+  const double start = d.beta_start, end = d.beta_end;
+  return start + (end - start) * (k / (T - 1.0));
+}
+
+Status build_schedule(const ScheduleDesc& d, float* storage, Schedule* out) {
+  MD_RETURN_IF_ERROR(validate_schedule(d));
+  const size_t T = d.T;
+  Schedule s;
+  s.T = d.T;
+  float** tables[kScheduleTables] = {
+      &s.beta, &s.alpha, &s.alpha_bar, &s.alpha_bar_prev, &s.sqrt_alpha_bar,
+      &s.sqrt_one_minus_alpha_bar, &s.sqrt_recip_alpha_bar, &s.sqrt_recipm1_alpha_bar,
+      &s.posterior_variance, &s.posterior_log_variance_clipped, &s.posterior_mean_coef1,
+      &s.posterior_mean_coef2, &s.recip_sqrt_alpha, &s.eps_coef};
+  for (size_t i = 0; i < kScheduleTables; ++i) *tables[i] = storage + i * T;
+
+  double alpha_bar = 1.0;
+  double first_log_var = 0.0;  // log beta_tilde at k = 1, used for k = 0
+  for (size_t k = 0; k < T; ++k) {
+    const double beta = schedule_beta(d, static_cast<uint32_t>(k));
+    const double alpha = 1.0 - beta;
+    const double ab_prev = alpha_bar;
+    alpha_bar *= alpha;
+    const double one_minus_ab = 1.0 - alpha_bar;
+    const double post_var = beta * (1.0 - ab_prev) / one_minus_ab;
+    s.beta[k] = static_cast<float>(beta);
+    s.alpha[k] = static_cast<float>(alpha);
+    s.alpha_bar[k] = static_cast<float>(alpha_bar);
+    s.alpha_bar_prev[k] = static_cast<float>(ab_prev);
+    s.sqrt_alpha_bar[k] = static_cast<float>(sqrt(alpha_bar));
+    s.sqrt_one_minus_alpha_bar[k] = static_cast<float>(sqrt(one_minus_ab));
+    s.sqrt_recip_alpha_bar[k] = static_cast<float>(sqrt(1.0 / alpha_bar));
+    s.sqrt_recipm1_alpha_bar[k] = static_cast<float>(sqrt(1.0 / alpha_bar - 1.0));
+    s.posterior_variance[k] = static_cast<float>(post_var);
+    s.posterior_mean_coef1[k] = static_cast<float>(beta * sqrt(ab_prev) / one_minus_ab);
+    s.posterior_mean_coef2[k] = static_cast<float>((1.0 - ab_prev) * sqrt(alpha) / one_minus_ab);
+    s.recip_sqrt_alpha[k] = static_cast<float>(1.0 / sqrt(alpha));
+    s.eps_coef[k] = static_cast<float>(beta / sqrt(one_minus_ab));
+    if (k == 1) first_log_var = log(post_var);
+    s.posterior_log_variance_clipped[k] = static_cast<float>(k == 0 ? 0.0 : log(post_var));
+    if (!(one_minus_ab > 0.0) || !(alpha > 0.0))
+      return make_status(StatusCode::kInvalidArgument, "schedule makes alpha_bar reach 1 or alpha 0", k);
+  }
+  // improved-diffusion: the k = 0 variance is 0, so its log is clipped to k = 1's.
+  s.posterior_log_variance_clipped[0] = static_cast<float>(T > 1 ? first_log_var : log(d.beta_start));
+  *out = s;
+  return Status::Ok();
+}
+
+}  // namespace md

@@ -1,0 +1,245 @@
+#include "microdiffusion/weights.h"
+
+#include <string.h>
+
+namespace md {
+namespace {
+
+struct Crc32Table {
+  uint32_t v[256];
+  constexpr Crc32Table() : v() {
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1u) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      v[i] = c;
+    }
+  }
+};
+constexpr Crc32Table kCrcTable;
+
+// Little-endian field access, independent of host byte order and alignment.
+inline uint16_t rd16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
+inline uint32_t rd32(const uint8_t* p) {
+  return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) |
+         (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24);
+}
+inline uint64_t rd64(const uint8_t* p) { return rd32(p) | (static_cast<uint64_t>(rd32(p + 4)) << 32); }
+inline float rdf32(const uint8_t* p) {
+  const uint32_t u = rd32(p);
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+inline void wr16(uint8_t* p, uint16_t v) { p[0] = static_cast<uint8_t>(v); p[1] = static_cast<uint8_t>(v >> 8); }
+inline void wr32(uint8_t* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+inline void wr64(uint8_t* p, uint64_t v) { wr32(p, static_cast<uint32_t>(v)); wr32(p + 4, static_cast<uint32_t>(v >> 32)); }
+inline void wrf32(uint8_t* p, float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  wr32(p, u);
+}
+inline bool finite(float f) { return f - f == 0.0f; }
+
+// Fixed header field offsets (weights/FORMAT.md).
+enum : size_t {
+  kOffMagic = 0, kOffMajor = 8, kOffMinor = 10, kOffHeaderBytes = 12, kOffFileBytes = 16,
+  kOffD = 24, kOffT = 28, kOffLayers = 32, kOffTensors = 36, kOffSchedKind = 40, kOffSchedT = 44,
+  kOffBetaStart = 48, kOffBetaEnd = 52, kOffCosineS = 56, kOffMaxBeta = 60, kOffPrediction = 64,
+  kOffVariance = 68, kOffIsEma = 72, kOffTrainSteps = 76, kOffDataset = 80, kOffHeaderCrc = 124,
+};
+
+// The header CRC covers the fixed header before its CRC field and the layer
+// and tensor tables.
+uint32_t header_crc(const uint8_t* p, size_t tables_end) {
+  uint32_t c = crc32(p, kOffHeaderCrc, 0);
+  return crc32(p + kWeightsFixedHeaderBytes, tables_end - kWeightsFixedHeaderBytes, c);
+}
+
+}  // namespace
+
+uint32_t crc32(const void* data, size_t n, uint32_t crc) {
+  const uint8_t* p = static_cast<const uint8_t*>(data);
+  crc = ~crc;
+  for (size_t i = 0; i < n; ++i) crc = kCrcTable.v[(crc ^ p[i]) & 0xFFu] ^ (crc >> 8);
+  return ~crc;
+}
+
+Status write_weights(const ModelDesc& desc, const ScheduleDesc& schedule, const WeightsMeta& meta,
+                     const float* params, uint8_t* out, size_t capacity, size_t* written) {
+  MD_RETURN_IF_ERROR(validate_model(desc));
+  MD_RETURN_IF_ERROR(validate_schedule(schedule));
+  if (schedule.T != desc.T)
+    return make_status(StatusCode::kInvalidArgument, "schedule T differs from model T", schedule.T, desc.T);
+  const size_t header = weights_header_bytes(desc);
+  const size_t total = weights_file_bytes(desc);
+  if (capacity < total)
+    return make_status(StatusCode::kOutOfMemory, "output buffer too small for the weight file", total, capacity);
+  const ParamLayout layout = param_layout(desc);
+  for (uint32_t i = 0; i < layout.n_tensors; ++i) {
+    const TensorDesc& t = layout.tensors[i];
+    for (uint32_t j = 0; j < t.count(); ++j)
+      if (!finite(params[t.offset + j]))
+        return make_status(StatusCode::kNonFinite, "weights contain NaN or Inf (tensor index, element)", i, j);
+  }
+  memset(out, 0, total);
+  memcpy(out + kOffMagic, kWeightsMagic, 8);
+  wr16(out + kOffMajor, kWeightsVersionMajor);
+  wr16(out + kOffMinor, kWeightsVersionMinor);
+  wr32(out + kOffHeaderBytes, static_cast<uint32_t>(header));
+  wr64(out + kOffFileBytes, total);
+  wr32(out + kOffD, desc.D);
+  wr32(out + kOffT, desc.T);
+  wr32(out + kOffLayers, desc.n_layers);
+  wr32(out + kOffTensors, layout.n_tensors);
+  wr32(out + kOffSchedKind, static_cast<uint32_t>(schedule.kind));
+  wr32(out + kOffSchedT, schedule.T);
+  wrf32(out + kOffBetaStart, schedule.beta_start);
+  wrf32(out + kOffBetaEnd, schedule.beta_end);
+  wrf32(out + kOffCosineS, schedule.cosine_s);
+  wrf32(out + kOffMaxBeta, schedule.max_beta);
+  wr32(out + kOffPrediction, static_cast<uint32_t>(meta.prediction));
+  wr32(out + kOffVariance, static_cast<uint32_t>(meta.variance));
+  wr32(out + kOffIsEma, meta.is_ema);
+  wr32(out + kOffTrainSteps, meta.train_steps);
+  memcpy(out + kOffDataset, meta.dataset, sizeof(meta.dataset) - 1);  // always NUL-terminated
+
+  uint8_t* rec = out + kWeightsFixedHeaderBytes;
+  for (uint32_t l = 0; l < desc.n_layers; ++l, rec += kWeightsLayerRecordBytes) {
+    const LayerDesc& L = desc.layers[l];
+    wr32(rec + 0, static_cast<uint32_t>(L.kind));
+    wr32(rec + 4, L.in);
+    wr32(rec + 8, L.out);
+    wr32(rec + 12, static_cast<uint32_t>(L.act));
+    wr32(rec + 16, L.x_raw);
+    wr32(rec + 20, L.x_sin_dim);
+    wr32(rec + 24, L.t_sin_dim);
+    wrf32(rec + 28, L.x_scale);
+  }
+  for (uint32_t i = 0; i < layout.n_tensors; ++i, rec += kWeightsTensorRecordBytes) {
+    const TensorDesc& t = layout.tensors[i];
+    const size_t offset = header + sizeof(float) * static_cast<size_t>(t.offset);
+    uint8_t* dst = out + offset;
+    for (uint32_t j = 0; j < t.count(); ++j) wrf32(dst + 4 * j, params[t.offset + j]);
+    wr32(rec + 0, t.layer);
+    wr32(rec + 4, static_cast<uint32_t>(t.role));
+    wr32(rec + 8, static_cast<uint32_t>(TensorDType::kF32));
+    wr32(rec + 12, t.rows);
+    wr32(rec + 16, t.cols);
+    wr32(rec + 20, crc32(dst, sizeof(float) * static_cast<size_t>(t.count())));
+    wr64(rec + 24, offset);
+  }
+  wr32(out + kOffHeaderCrc, header_crc(out, static_cast<size_t>(rec - out)));
+  *written = total;
+  return Status::Ok();
+}
+
+Status load_weights(const void* data, size_t size, LoadedWeights* out) {
+  const uint8_t* p = static_cast<const uint8_t*>(data);
+  if (p == nullptr) return make_status(StatusCode::kInvalidArgument, "null weight buffer");
+  if (size < kWeightsFixedHeaderBytes)
+    return make_status(StatusCode::kTruncated, "weight file shorter than its fixed header", kWeightsFixedHeaderBytes, size);
+  if (memcmp(p, kWeightsMagic, 8) != 0)
+    return make_status(StatusCode::kBadFormat, "not a microdiffusion weight file (bad magic)");
+  LoadedWeights w;
+  w.version_major = rd16(p + kOffMajor);
+  w.version_minor = rd16(p + kOffMinor);
+  if (w.version_major != kWeightsVersionMajor)
+    return make_status(StatusCode::kUnsupportedVersion,
+                       "weight file major version not understood (file version, understood version)",
+                       w.version_major, kWeightsVersionMajor);
+  if (reinterpret_cast<uintptr_t>(p) % 4 != 0)
+    return make_status(StatusCode::kMisaligned, "weight buffer must be at least 4-byte aligned",
+                       reinterpret_cast<uintptr_t>(p) % 4, 4);
+  w.header_bytes = rd32(p + kOffHeaderBytes);
+  w.file_bytes = rd64(p + kOffFileBytes);
+  if (w.file_bytes > size)
+    return make_status(StatusCode::kTruncated, "weight file is truncated (file size field, bytes present)", w.file_bytes, size);
+  const uint32_t n_layers = rd32(p + kOffLayers);
+  const uint32_t n_tensors = rd32(p + kOffTensors);
+  if (n_layers > kMaxLayers || n_tensors > kMaxTensors)
+    return make_status(StatusCode::kBadFormat, "too many layers or tensors", n_layers, kMaxLayers);
+  const size_t tables_end = kWeightsFixedHeaderBytes + kWeightsLayerRecordBytes * n_layers +
+                            kWeightsTensorRecordBytes * n_tensors;
+  if (w.header_bytes < tables_end || w.header_bytes > w.file_bytes)
+    return make_status(StatusCode::kBadFormat, "header size field is inconsistent", w.header_bytes, w.file_bytes);
+  const uint32_t stored_crc = rd32(p + kOffHeaderCrc);
+  const uint32_t actual_crc = header_crc(p, tables_end);
+  if (stored_crc != actual_crc)
+    return make_status(StatusCode::kChecksumMismatch, "header checksum mismatch (stored, computed)", stored_crc, actual_crc);
+
+  ModelDesc desc;
+  desc.D = rd32(p + kOffD);
+  desc.T = rd32(p + kOffT);
+  desc.n_layers = n_layers;
+  const uint8_t* rec = p + kWeightsFixedHeaderBytes;
+  for (uint32_t l = 0; l < n_layers; ++l, rec += kWeightsLayerRecordBytes) {
+    LayerDesc& L = desc.layers[l];
+    L.kind = static_cast<LayerKind>(rd32(rec + 0));
+    L.in = rd32(rec + 4);
+    L.out = rd32(rec + 8);
+    L.act = static_cast<Activation>(rd32(rec + 12));
+    L.x_raw = rd32(rec + 16);
+    L.x_sin_dim = rd32(rec + 20);
+    L.t_sin_dim = rd32(rec + 24);
+    L.x_scale = rdf32(rec + 28);
+  }
+  MD_RETURN_IF_ERROR(validate_model(desc));
+  w.schedule.kind = static_cast<ScheduleKind>(rd32(p + kOffSchedKind));
+  w.schedule.T = rd32(p + kOffSchedT);
+  w.schedule.beta_start = rdf32(p + kOffBetaStart);
+  w.schedule.beta_end = rdf32(p + kOffBetaEnd);
+  w.schedule.cosine_s = rdf32(p + kOffCosineS);
+  w.schedule.max_beta = rdf32(p + kOffMaxBeta);
+  MD_RETURN_IF_ERROR(validate_schedule(w.schedule));
+  if (w.schedule.T != desc.T)
+    return make_status(StatusCode::kBadFormat, "schedule T differs from model T", w.schedule.T, desc.T);
+  const uint32_t prediction = rd32(p + kOffPrediction);
+  const uint32_t variance = rd32(p + kOffVariance);
+  if (prediction != 0) return make_status(StatusCode::kBadFormat, "unknown prediction type", prediction);
+  if (variance > 1) return make_status(StatusCode::kBadFormat, "unknown variance type", variance);
+  w.meta.prediction = static_cast<Prediction>(prediction);
+  w.meta.variance = static_cast<Variance>(variance);
+  w.meta.is_ema = rd32(p + kOffIsEma);
+  w.meta.train_steps = rd32(p + kOffTrainSteps);
+  memcpy(w.meta.dataset, p + kOffDataset, sizeof(w.meta.dataset) - 1);
+
+  const ParamLayout layout = param_layout(desc);
+  if (n_tensors != layout.n_tensors)
+    return make_status(StatusCode::kBadFormat, "tensor count does not match the layer list", n_tensors, layout.n_tensors);
+  w.model.desc = desc;
+  w.model.layout = layout;
+  uint64_t previous_end = w.header_bytes;
+  for (uint32_t i = 0; i < n_tensors; ++i, rec += kWeightsTensorRecordBytes) {
+    const TensorDesc& expect = layout.tensors[i];
+    const uint32_t layer = rd32(rec + 0), role = rd32(rec + 4), dtype = rd32(rec + 8);
+    const uint32_t rows = rd32(rec + 12), cols = rd32(rec + 16), crc = rd32(rec + 20);
+    const uint64_t offset = rd64(rec + 24);
+    if (layer != expect.layer || role != static_cast<uint32_t>(expect.role))
+      return make_status(StatusCode::kBadFormat, "tensor table does not match the layer list (tensor index)", i);
+    if (rows != expect.rows || cols != expect.cols)
+      return make_status(StatusCode::kBadFormat, "tensor shape does not match its layer (tensor index, expected elements)",
+                         i, expect.count());
+    if (dtype != static_cast<uint32_t>(TensorDType::kF32))
+      return make_status(StatusCode::kBadFormat, "unsupported tensor dtype (tensor index, dtype)", i, dtype);
+    const uint64_t nbytes = sizeof(float) * static_cast<uint64_t>(expect.count());
+    if (offset % kAlignment != 0)
+      return make_status(StatusCode::kBadFormat, "tensor offset is not 64-byte aligned (tensor index, offset)", i, offset);
+    if (offset < previous_end || offset > w.file_bytes || nbytes > w.file_bytes - offset)
+      return make_status(StatusCode::kBadFormat, "tensor lies outside the file or overlaps another (tensor index, offset)", i, offset);
+    previous_end = offset + nbytes;
+    const uint8_t* src = p + offset;
+    const uint32_t actual = crc32(src, static_cast<size_t>(nbytes));
+    if (actual != crc)
+      return make_status(StatusCode::kChecksumMismatch, "tensor checksum mismatch (tensor index, computed crc)", i, actual);
+    const float* f = reinterpret_cast<const float*>(src);
+    for (uint32_t j = 0; j < expect.count(); ++j)
+      if (!finite(f[j])) return make_status(StatusCode::kNonFinite, "weights contain NaN or Inf (tensor index, element)", i, j);
+    w.model.tensors[i] = f;
+  }
+  *out = w;
+  return Status::Ok();
+}
+
+}  // namespace md

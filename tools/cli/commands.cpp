@@ -1,0 +1,492 @@
+#include "cli/commands.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cli/args.h"
+#include "cli/csv.h"
+#include "microdiffusion/microdiffusion.h"
+#include "plot/plot.h"
+#include "plot/png.h"
+
+namespace md::cli {
+namespace {
+
+// Seed of the fresh data that samples are compared with (never the training draw).
+constexpr uint64_t kReferenceDataSeed = 0x5EEDF00Dull;
+constexpr uint32_t kReferencePoints = 2000;
+
+struct alignas(64) Block {
+  uint8_t bytes[64];
+};
+
+// A 64-byte aligned byte buffer, so weight files are bound in place.
+struct AlignedBuffer {
+  std::vector<Block> blocks;
+  size_t size = 0;
+  void resize(size_t n) {
+    blocks.assign((n + 63) / 64 + 1, Block{});
+    size = n;
+  }
+  uint8_t* data() { return blocks.empty() ? nullptr : blocks[0].bytes; }
+};
+
+std::string describe(const Status& s) {
+  std::string m = std::string(status_code_name(s.code)) + ": " + s.message;
+  if (s.code == StatusCode::kOutOfMemory)
+    return m + " (needed " + std::to_string(s.needed) + " bytes, have " + std::to_string(s.available) + ")";
+  if (s.needed || s.available)
+    m += " [" + std::to_string(s.needed) + ", " + std::to_string(s.available) + "]";
+  return m;
+}
+
+int fail(const char* cmd, const std::string& message, int code = 1) {
+  std::fprintf(stderr, "microdiffusion %s: %s\n", cmd, message.c_str());
+  return code;
+}
+
+bool read_file(const std::string& path, AlignedBuffer* out, std::string* error) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) {
+    *error = "cannot open '" + path + "': " + std::strerror(errno);
+    return false;
+  }
+  std::vector<uint8_t> bytes;
+  uint8_t buf[65536];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) bytes.insert(bytes.end(), buf, buf + n);
+  const bool failed = std::ferror(f) != 0;
+  std::fclose(f);
+  if (failed) {
+    *error = "cannot read '" + path + "'";
+    return false;
+  }
+  out->resize(bytes.size());
+  if (!bytes.empty()) std::memcpy(out->data(), bytes.data(), bytes.size());
+  return true;
+}
+
+bool load_model_file(const std::string& path, AlignedBuffer* buffer, LoadedWeights* w, std::string* error) {
+  if (!read_file(path, buffer, error)) return false;
+  const Status s = load_weights(buffer->data(), buffer->size, w);
+  if (!s.ok()) {
+    *error = "'" + path + "' is not a usable weight file: " + describe(s);
+    return false;
+  }
+  return true;
+}
+
+bool write_bytes(const std::string& path, const std::vector<uint8_t>& bytes, std::string* error) {
+  return tools::write_file_atomic(path, bytes, error);
+}
+bool write_text(const std::string& path, const std::string& text, std::string* error) {
+  return write_bytes(path, std::vector<uint8_t>(text.begin(), text.end()), error);
+}
+
+// A built-in dataset name or a CSV path.
+struct DataSpec {
+  bool builtin = false;
+  Dataset dataset = Dataset::kSwissRoll;
+  std::string path;
+  std::string label;  // what the weight file records
+};
+
+DataSpec parse_data_spec(const std::string& arg) {
+  DataSpec d;
+  if (dataset_from_name(arg.c_str(), &d.dataset)) {
+    d.builtin = true;
+    d.label = arg;
+  } else {
+    d.path = arg;
+    const size_t slash = arg.find_last_of('/');
+    d.label = "csv:" + (slash == std::string::npos ? arg : arg.substr(slash + 1));
+  }
+  return d;
+}
+
+bool load_points(const DataSpec& spec, uint64_t seed, uint32_t n_builtin, Table* out, std::string* error) {
+  if (spec.builtin) {
+    out->rows = n_builtin;
+    out->cols = kDatasetDim;
+    out->values.assign(static_cast<size_t>(n_builtin) * kDatasetDim, 0.0f);
+    make_dataset(spec.dataset, seed, 0, n_builtin, out->values.data());
+    return true;
+  }
+  return read_csv(spec.path, out, error);
+}
+
+bool is_tty() { return isatty(fileno(stderr)) != 0; }
+
+std::string format_seconds(double s) {
+  char buf[32];
+  if (s < 60) std::snprintf(buf, sizeof(buf), "%.1fs", s);
+  else std::snprintf(buf, sizeof(buf), "%dm%02ds", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
+  return buf;
+}
+
+// ---- train -------------------------------------------------------------------
+
+const std::vector<FlagSpec> kTrainFlags = {
+    {"data", "NAME|FILE.csv", "swissroll, moons, 8gaussians, circles, checkerboard, or a CSV file (required)"},
+    {"out", "FILE.mdw", "weight file to write (required; written only when training completes)"},
+    {"model", "NAME", "default | tutorial (default: default)"},
+    {"steps", "N", "training steps (default: 3000)"},
+    {"batch", "N", "minibatch size (default: 256)"},
+    {"lr", "X", "peak Adam learning rate (default: 0.002)"},
+    {"warmup", "N", "linear warmup steps (default: 100)"},
+    {"no-cosine", nullptr, "keep the learning rate constant instead of cosine decay to 0"},
+    {"weight-decay", "X", "AdamW weight decay (default: 0)"},
+    {"clip", "X", "gradient-norm clipping (default: 1; 0 disables)"},
+    {"ema", "X", "EMA decay of the weights (default: 0.995)"},
+    {"no-ema", nullptr, "write the raw weights instead of their EMA"},
+    {"T", "N", "diffusion steps (default: 200 for default, 100 for tutorial)"},
+    {"schedule", "NAME", "linear | cosine (default: linear)"},
+    {"beta-start", "X", "linear schedule first beta (default: 1e-4 * 1000/T)"},
+    {"beta-end", "X", "linear schedule last beta (default: 0.02 * 1000/T)"},
+    {"hidden", "N", "hidden width (default: 128)"},
+    {"n-data", "N", "points drawn from a built-in dataset (default: 100000)"},
+    {"seed", "N", "random seed for data, initialisation and noise (default: 0)"},
+    {"quiet", nullptr, "no progress output"},
+    {"help", nullptr, "show this help"},
+};
+
+int train_impl(const Args& args) {
+  const char* cmd = "train";
+  std::string err;
+  if (!args.has("data")) return fail(cmd, "--data is required (see --help)", 2);
+  if (!args.has("out")) return fail(cmd, "--out is required (see --help)", 2);
+  if (!args.positional().empty()) return fail(cmd, "unexpected argument '" + args.positional()[0] + "'", 2);
+  const std::string model_name = args.str("model", "default");
+  if (model_name != "default" && model_name != "tutorial")
+    return fail(cmd, "--model must be default or tutorial, got '" + model_name + "'", 2);
+  const std::string sched_name = args.str("schedule", "linear");
+  if (sched_name != "linear" && sched_name != "cosine")
+    return fail(cmd, "--schedule must be linear or cosine, got '" + sched_name + "'", 2);
+  const bool tutorial = model_name == "tutorial";
+  unsigned long long steps, batch, warmup, T, hidden, n_data, seed;
+  double lr, wd, clip, ema, beta_start, beta_end;
+  if (!args.u64("steps", 3000, 1, 100000000, &steps, &err) ||
+      !args.u64("batch", 256, 1, 65536, &batch, &err) ||
+      !args.u64("warmup", 100, 0, 100000000, &warmup, &err) ||
+      !args.u64("T", tutorial ? 100 : 200, 2, kMaxTimesteps, &T, &err) ||
+      !args.u64("hidden", 128, 1, 4096, &hidden, &err) ||
+      !args.u64("n-data", 100000, 1, 100000000, &n_data, &err) ||
+      !args.u64("seed", 0, 0, ~0ull, &seed, &err) ||
+      !args.f64("lr", 2e-3, 1e-8, 1.0, &lr, &err) ||
+      !args.f64("weight-decay", 0.0, 0.0, 1.0, &wd, &err) ||
+      !args.f64("clip", 1.0, 0.0, 1e6, &clip, &err) ||
+      !args.f64("ema", 0.995, 0.0, 0.999999, &ema, &err))
+    return fail(cmd, err, 2);
+  ScheduleDesc schedule = sched_name == "cosine" ? cosine_schedule(static_cast<uint32_t>(T))
+                                                 : linear_schedule(static_cast<uint32_t>(T));
+  if (!args.f64("beta-start", schedule.beta_start, 1e-8, 0.999, &beta_start, &err) ||
+      !args.f64("beta-end", schedule.beta_end, 1e-8, 0.999, &beta_end, &err))
+    return fail(cmd, err, 2);
+  schedule.beta_start = static_cast<float>(beta_start);
+  schedule.beta_end = static_cast<float>(beta_end);
+  Status s = validate_schedule(schedule);
+  if (!s.ok()) return fail(cmd, describe(s), 2);
+
+  const DataSpec spec = parse_data_spec(args.str("data"));
+  Table data;
+  if (!load_points(spec, seed, static_cast<uint32_t>(n_data), &data, &err)) return fail(cmd, err);
+  if (data.cols < 1 || data.cols > kMaxDataDim) return fail(cmd, "data must have 1 to 65536 columns");
+  const uint32_t D = static_cast<uint32_t>(data.cols);
+  const ModelDesc desc = tutorial ? preset_tutorial(D, static_cast<uint32_t>(T), static_cast<uint32_t>(hidden))
+                                  : preset_default(D, static_cast<uint32_t>(T), static_cast<uint32_t>(hidden));
+  s = validate_model(desc);
+  if (!s.ok()) return fail(cmd, describe(s), 2);
+
+  TrainConfig cfg;
+  cfg.batch = static_cast<uint32_t>(batch);
+  cfg.lr = lr;
+  cfg.weight_decay = wd;
+  cfg.decoupled_weight_decay = true;
+  cfg.grad_clip_norm = clip;
+  cfg.warmup_steps = static_cast<uint32_t>(warmup);
+  cfg.total_steps = args.has("no-cosine") ? 0 : static_cast<uint32_t>(steps);
+  cfg.ema_decay = ema;
+  cfg.seed = seed;
+
+  const size_t arena_bytes = training_arena_bytes(desc, cfg.batch);
+  AlignedBuffer arena_buf;
+  arena_buf.resize(arena_bytes);
+  Arena arena(arena_buf.data(), arena_bytes);
+  Trainer trainer;
+  s = trainer.init(desc, schedule, cfg, arena);
+  if (!s.ok()) return fail(cmd, describe(s));
+  trainer.init_parameters(seed);
+
+  const bool quiet = args.has("quiet");
+  const bool tty = is_tty();
+  if (!quiet)
+    std::fprintf(stderr, "training %s model (%u parameters, T=%u %s) on %s: %zu points of dimension %u, "
+                 "%llu steps of batch %llu, arena %zu bytes\n",
+                 model_name.c_str(), parameter_count(desc), desc.T, schedule_kind_name(schedule.kind),
+                 spec.label.c_str(), data.rows, D, steps, batch, arena_bytes);
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  auto last_print = start;
+  double loss_avg = 0.0;
+  for (unsigned long long i = 0; i < steps; ++i) {
+    float loss = 0.0f;
+    s = trainer.step(data.values.data(), static_cast<uint32_t>(data.rows), &loss);
+    if (!s.ok()) {
+      if (tty && !quiet) std::fputc('\n', stderr);
+      return fail(cmd, "training stopped at step " + std::to_string(i + 1) + ": " + describe(s));
+    }
+    loss_avg = i == 0 ? loss : 0.98 * loss_avg + 0.02 * loss;
+    const auto now = Clock::now();
+    const double since = std::chrono::duration<double>(now - last_print).count();
+    const bool last = i + 1 == steps;
+    if (!quiet && (last || since > (tty ? 0.2 : 5.0))) {
+      last_print = now;
+      const double elapsed = std::chrono::duration<double>(now - start).count();
+      const double rate = (i + 1) / (elapsed > 0 ? elapsed : 1e-9);
+      const int filled = static_cast<int>(30.0 * (i + 1) / steps);
+      std::string bar(filled, '#');
+      bar.resize(30, '.');
+      std::fprintf(stderr, "%s[%s] %llu/%llu loss %.4f  %.0f steps/s  %s left%s", tty ? "\r" : "",
+                   bar.c_str(), i + 1, steps, loss_avg, rate,
+                   format_seconds((steps - i - 1) / rate).c_str(), tty ? "   " : "\n");
+    }
+  }
+  const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  if (!quiet && tty) std::fputc('\n', stderr);
+
+  WeightsMeta meta;
+  meta.is_ema = args.has("no-ema") ? 0 : 1;
+  meta.train_steps = static_cast<uint32_t>(steps > 0xFFFFFFFFull ? 0xFFFFFFFFull : steps);
+  std::snprintf(meta.dataset, sizeof(meta.dataset), "%s", spec.label.c_str());
+  std::vector<uint8_t> file(weights_file_bytes(desc));
+  size_t written = 0;
+  s = write_weights(desc, schedule, meta, meta.is_ema ? trainer.ema() : trainer.params(), file.data(),
+                    file.size(), &written);
+  if (!s.ok()) return fail(cmd, describe(s));
+  if (!write_bytes(args.str("out"), file, &err)) return fail(cmd, err);
+  if (!quiet)
+    std::fprintf(stderr, "trained %llu steps in %s (%.0f steps/s), loss %.4f; wrote %s (%zu bytes)\n", steps,
+                 format_seconds(elapsed).c_str(), steps / (elapsed > 0 ? elapsed : 1e-9), loss_avg,
+                 args.str("out").c_str(), written);
+  return 0;
+}
+
+// ---- sample ------------------------------------------------------------------
+
+const std::vector<FlagSpec> kSampleFlags = {
+    {"model", "FILE.mdw", "weight file (required)"},
+    {"n", "N", "number of samples (default: 2000)"},
+    {"seed", "N", "random seed (default: 0)"},
+    {"out", "FILE.csv", "write samples, one per line, comma-separated (default: stdout unless a PNG is asked for)"},
+    {"png", "FILE.png", "draw the samples over the data"},
+    {"trajectory", "FILE.png", "draw x_t at ten timesteps from T to 0"},
+    {"data", "NAME|FILE.csv", "data drawn under the samples and scored against (default: the model's training set when built-in)"},
+    {"variance", "NAME", "small (beta tilde) | large (beta) (default: the file's)"},
+    {"batch", "N", "rows sampled at once (default: 256)"},
+    {"help", nullptr, "show this help"},
+};
+
+struct Trajectory {
+  std::vector<int32_t> keep;  // t indices to record, descending
+  std::vector<std::vector<float>> frames;
+  uint32_t D = 0;
+};
+
+void record_step(void* user, int32_t t_index, const float* x, uint32_t n, uint32_t /*first*/) {
+  auto* tr = static_cast<Trajectory*>(user);
+  for (size_t k = 0; k < tr->keep.size(); ++k)
+    if (tr->keep[k] == t_index) tr->frames[k].insert(tr->frames[k].end(), x, x + static_cast<size_t>(n) * tr->D);
+}
+
+int sample_impl(const Args& args) {
+  const char* cmd = "sample";
+  std::string err;
+  if (!args.has("model")) return fail(cmd, "--model is required (see --help)", 2);
+  if (!args.positional().empty()) return fail(cmd, "unexpected argument '" + args.positional()[0] + "'", 2);
+  unsigned long long n, seed, batch;
+  if (!args.u64("n", 2000, 1, 100000000, &n, &err) || !args.u64("seed", 0, 0, ~0ull, &seed, &err) ||
+      !args.u64("batch", 256, 1, 65536, &batch, &err))
+    return fail(cmd, err, 2);
+  const std::string variance_name = args.str("variance", "");
+  if (!variance_name.empty() && variance_name != "small" && variance_name != "large")
+    return fail(cmd, "--variance must be small or large, got '" + variance_name + "'", 2);
+
+  AlignedBuffer file;
+  LoadedWeights w;
+  if (!load_model_file(args.str("model"), &file, &w, &err)) return fail(cmd, err);
+  const uint32_t D = w.model.desc.D;
+  Variance variance = w.meta.variance;
+  if (variance_name == "small") variance = Variance::kFixedSmall;
+  if (variance_name == "large") variance = Variance::kFixedLarge;
+
+  // Reference data for the picture and the score, read before any work.
+  DataSpec spec;
+  bool have_data = false;
+  if (args.has("data")) {
+    spec = parse_data_spec(args.str("data"));
+    have_data = true;
+  } else if (dataset_from_name(w.meta.dataset, &spec.dataset)) {
+    spec.builtin = true;
+    spec.label = w.meta.dataset;
+    have_data = true;
+  }
+  Table reference;
+  if (have_data) {
+    if (!load_points(spec, kReferenceDataSeed, kReferencePoints, &reference, &err)) return fail(cmd, err);
+    if (reference.cols != D)
+      return fail(cmd, "data has " + std::to_string(reference.cols) + " columns but the model's D is " + std::to_string(D));
+  }
+
+  const uint32_t b = static_cast<uint32_t>(batch < n ? batch : n);
+  const size_t arena_bytes = sampling_arena_bytes(w.model.desc, b);
+  AlignedBuffer arena_buf;
+  arena_buf.resize(arena_bytes);
+  Arena arena(arena_buf.data(), arena_bytes);
+  Sampler sampler;
+  Status s = sampler.init(w.model, w.schedule, variance, b, arena);
+  if (!s.ok()) return fail(cmd, describe(s));
+
+  Trajectory traj;
+  traj.D = D;
+  const bool want_traj = args.has("trajectory");
+  if (want_traj) {
+    const int32_t T = static_cast<int32_t>(w.model.desc.T);
+    for (int j = 0; j < 10; ++j) {
+      const int32_t t = static_cast<int32_t>(std::lround(T * (9 - j) / 9.0));
+      if (traj.keep.empty() || traj.keep.back() != t) traj.keep.push_back(t);
+    }
+    traj.frames.resize(traj.keep.size());
+  }
+  std::vector<float> samples(static_cast<size_t>(n) * D);
+  const auto start = std::chrono::steady_clock::now();
+  s = sampler.sample(seed, 0, static_cast<uint32_t>(n), samples.data(), want_traj ? record_step : nullptr, &traj);
+  if (!s.ok()) return fail(cmd, describe(s));
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::fprintf(stderr, "sampled %llu points x %u steps in %s\n", n, w.model.desc.T, format_seconds(elapsed).c_str());
+
+  const bool to_stdout = !args.has("out") && !args.has("png") && !want_traj;
+  const std::string csv = format_csv(samples.data(), n, D);
+  if (to_stdout) {
+    std::fwrite(csv.data(), 1, csv.size(), stdout);
+  } else if (args.has("out") && !write_text(args.str("out"), csv, &err)) {
+    return fail(cmd, err);
+  }
+  if (have_data) {
+    const size_t m = n < kReferencePoints ? n : kReferencePoints;
+    const double ed = energy_distance(samples.data(), m, reference.values.data(), reference.rows, D);
+    std::fprintf(stderr, "energy_distance=%.6f (first %zu samples vs %zu points of %s)\n", ed, m, reference.rows,
+                 spec.label.c_str());
+  }
+  if (args.has("png")) {
+    const tools::View view = tools::fit_view(reference.rows ? reference.values.data() : samples.data(),
+                                             reference.rows ? reference.rows : n, static_cast<int>(D), 0.1f);
+    const tools::Canvas c = tools::scatter(view, 640, 640, reference.values.data(), reference.rows,
+                                           samples.data(), n, static_cast<int>(D));
+    if (!write_bytes(args.str("png"), tools::encode_png_rgb(c.rgb.data(), c.w, c.h), &err)) return fail(cmd, err);
+  }
+  if (want_traj) {
+    std::vector<std::string> labels;
+    for (int32_t t : traj.keep) labels.push_back("t=" + std::to_string(t));
+    const tools::Canvas c = tools::trajectory_strip(traj.frames, static_cast<int>(D), 200, labels);
+    if (!write_bytes(args.str("trajectory"), tools::encode_png_rgb(c.rgb.data(), c.w, c.h), &err))
+      return fail(cmd, err);
+  }
+  return 0;
+}
+
+// ---- inspect -----------------------------------------------------------------
+
+const std::vector<FlagSpec> kInspectFlags = {
+    {"batch", "N", "batch size for the arena figures (default: 1 and 256)"},
+    {"help", nullptr, "show this help"},
+};
+
+int inspect_impl(const Args& args) {
+  const char* cmd = "inspect";
+  std::string err;
+  if (args.positional().size() != 1) return fail(cmd, "expected one weight file (see --help)", 2);
+  unsigned long long batch;
+  if (!args.u64("batch", 0, 0, 65536, &batch, &err)) return fail(cmd, err, 2);
+  AlignedBuffer file;
+  LoadedWeights w;
+  if (!load_model_file(args.positional()[0], &file, &w, &err)) return fail(cmd, err);
+  const ModelDesc& d = w.model.desc;
+  std::printf("file: %s\n", args.positional()[0].c_str());
+  std::printf("format: version %u.%u, %llu bytes, header %u bytes, checksums ok\n", w.version_major,
+              w.version_minor, static_cast<unsigned long long>(w.file_bytes), w.header_bytes);
+  std::printf("model: D=%u T=%u, %u layers, %u tensors, %u parameters\n", d.D, d.T, d.n_layers,
+              w.model.layout.n_tensors, parameter_count(d));
+  std::printf("schedule: %s", schedule_kind_name(w.schedule.kind));
+  if (w.schedule.kind == ScheduleKind::kLinear)
+    std::printf(" beta %.6g -> %.6g", w.schedule.beta_start, w.schedule.beta_end);
+  else
+    std::printf(" s=%.6g max_beta=%.6g", w.schedule.cosine_s, w.schedule.max_beta);
+  double alpha_bar = 1.0;
+  for (uint32_t k = 0; k < w.schedule.T; ++k) alpha_bar *= 1.0 - schedule_beta(w.schedule, k);
+  std::printf(", alpha_bar_T=%.3g\n", alpha_bar);
+  std::printf("weights: %s, prediction eps, sampler variance %s, %u training steps, data %s\n",
+              w.meta.is_ema ? "EMA" : "raw", w.meta.variance == Variance::kFixedLarge ? "large (beta)" : "small (beta tilde)",
+              w.meta.train_steps, w.meta.dataset[0] ? w.meta.dataset : "(unknown)");
+  std::printf("layers:\n");
+  for (uint32_t l = 0; l < d.n_layers; ++l) {
+    const LayerDesc& L = d.layers[l];
+    std::printf("  %2u %-10s %5u -> %-5u", l, layer_kind_name(L.kind), L.in, L.out);
+    if (L.kind == LayerKind::kActivation || L.kind == LayerKind::kResidual) std::printf(" %s", activation_name(L.act));
+    if (L.kind == LayerKind::kEmbed)
+      std::printf(" x_raw=%u x_sin=%u (scale %g) t_sin=%u", L.x_raw, L.x_sin_dim, L.x_scale, L.t_sin_dim);
+    std::printf("\n");
+  }
+  std::printf("tensors:\n");
+  static const char* kRoles[] = {"weight", "bias", "table"};
+  for (uint32_t i = 0; i < w.model.layout.n_tensors; ++i) {
+    const TensorDesc& t = w.model.layout.tensors[i];
+    const size_t offset = reinterpret_cast<const uint8_t*>(w.model.tensors[i]) - file.data();
+    std::printf("  %2u layer %2u %-6s (%u, %u) f32 at %zu\n", i, t.layer, kRoles[static_cast<uint32_t>(t.role)], t.rows,
+                t.cols, offset);
+  }
+  std::printf("arena bytes:\n");
+  std::vector<uint32_t> batches = batch ? std::vector<uint32_t>{static_cast<uint32_t>(batch)}
+                                        : std::vector<uint32_t>{1, 256};
+  for (uint32_t b : batches)
+    std::printf("  batch %-5u sampling %zu  training %zu\n", b, sampling_arena_bytes(d, b),
+                training_arena_bytes(d, b));
+  return 0;
+}
+
+int run(const char* name, const char* usage, const char* summary, const std::vector<FlagSpec>& flags,
+        int (*impl)(const Args&), int argc, char** argv) {
+  Args args;
+  std::string err;
+  if (!args.parse(argc, argv, flags, &err)) return fail(name, err, 2);
+  if (args.has("help")) {
+    std::fputs(format_help(usage, summary, flags).c_str(), stdout);
+    return 0;
+  }
+  return impl(args);
+}
+
+}  // namespace
+
+int run_train(int argc, char** argv) {
+  return run("train", "microdiffusion train --data NAME|FILE.csv --out model.mdw [options]",
+             "Train a DDPM denoiser with L_simple (Ho et al., Algorithm 1), Adam and an EMA of the weights.",
+             kTrainFlags, train_impl, argc, argv);
+}
+int run_sample(int argc, char** argv) {
+  return run("sample", "microdiffusion sample --model model.mdw [--n N] [--seed S] [--out samples.csv] [--png samples.png]",
+             "Draw samples by ancestral sampling (Ho et al., Algorithm 2).", kSampleFlags, sample_impl, argc, argv);
+}
+int run_inspect(int argc, char** argv) {
+  return run("inspect", "microdiffusion inspect model.mdw",
+             "Print a weight file's header, layers, tensors and the arena bytes sampling and training need.",
+             kInspectFlags, inspect_impl, argc, argv);
+}
+
+}  // namespace md::cli
