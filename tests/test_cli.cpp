@@ -1,0 +1,178 @@
+// The command line end to end: train -> sample -> inspect, and the errors a
+// user gets for bad arguments and bad files (nonzero exit, no partial output).
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "microdiffusion/weights.h"
+
+namespace {
+
+struct Result {
+  int code;
+  std::string out;  // stdout and stderr together
+};
+
+std::string cli() {
+  const char* emulator = std::getenv("MD_CLI_EMULATOR");
+  return std::string(emulator ? emulator : "") + (emulator ? " " : "") + MD_CLI_PATH;
+}
+
+Result run(const std::string& args) {
+  const std::string cmd = cli() + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  Result r{-1, ""};
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
+  const int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+bool exists(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/md_cli_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir = tmpl;
+  }
+  void TearDown() override { std::system(("rm -rf " + dir).c_str()); }
+  std::string dir;
+};
+
+TEST_F(Cli, TrainSampleInspectRoundTrip) {
+  const std::string model = dir + "/m.mdw";
+  Result r = run("train --data moons --model tutorial --hidden 16 --T 20 --steps 30 --batch 16 --quiet --out " + model);
+  ASSERT_EQ(r.code, 0) << r.out;
+  ASSERT_TRUE(exists(model));
+  r = run("sample --model " + model + " --n 5 --seed 3 --out " + dir + "/s.csv --png " + dir + "/s.png --trajectory " +
+          dir + "/t.png");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::string csv = slurp(dir + "/s.csv");
+  int lines = 0, commas = 0;
+  for (char c : csv) {
+    lines += c == '\n';
+    commas += c == ',';
+  }
+  EXPECT_EQ(lines, 5);
+  EXPECT_EQ(commas, 5);  // D = 2: one comma per line, no header
+  EXPECT_EQ(slurp(dir + "/s.png").substr(1, 3), "PNG");
+  EXPECT_EQ(slurp(dir + "/t.png").substr(1, 3), "PNG");
+  EXPECT_NE(r.out.find("energy_distance="), std::string::npos) << r.out;
+  // Same seed, same samples; stdout when no file is named.
+  r = run("sample --model " + model + " --n 5 --seed 3");
+  ASSERT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find(csv), std::string::npos);
+  r = run("inspect " + model);
+  ASSERT_EQ(r.code, 0) << r.out;
+  for (const char* s : {"version 1.0", "time_gate", "softplus", "arena bytes", "sampling", "training", "T=20", "moons"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
+}
+
+TEST_F(Cli, TrainsOnACsvFileOfAnyDimension) {
+  std::ofstream(dir + "/d.csv") << "# three columns\n0.1,0.2,0.3\n-1,2,0.5\n\n0.4,0.4,0.4\n";
+  Result r = run("train --data " + dir + "/d.csv --steps 5 --batch 4 --T 10 --hidden 8 --quiet --out " + dir + "/m.mdw");
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = run("sample --model " + dir + "/m.mdw --n 2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find(","), std::string::npos);
+}
+
+TEST_F(Cli, EveryCommandHasHelp) {
+  for (const char* c : {"train", "sample", "inspect"}) {
+    const Result r = run(std::string(c) + " --help");
+    EXPECT_EQ(r.code, 0) << c;
+    EXPECT_NE(r.out.find("usage: microdiffusion"), std::string::npos) << c;
+  }
+  EXPECT_EQ(run("--help").code, 0);
+  EXPECT_EQ(run("").code, 2);
+  EXPECT_EQ(run("fly").code, 2);
+}
+
+struct BadCase {
+  const char* args;    // {dir} is replaced by the temp dir
+  int code;
+  const char* message;  // part of the error
+};
+
+TEST_F(Cli, BadArgumentsGetAClearErrorAndNoOutputFile) {
+  std::ofstream(dir + "/ragged.csv") << "1,2\n3\n";
+  std::ofstream(dir + "/text.csv") << "1,2\n3,abc\n";
+  std::ofstream(dir + "/empty.csv") << "\n# nothing\n";
+  std::ofstream(dir + "/nan.csv") << "1,nan\n";
+  std::ofstream(dir + "/junk.mdw") << "this is not a weight file at all, not even close......................"
+                                      "......................................................................";
+  const BadCase cases[] = {
+      {"train --out {dir}/o.mdw", 2, "--data is required"},
+      {"train --data swissroll", 2, "--out is required"},
+      {"train --data swissroll --out {dir}/o.mdw --steps 0", 2, "--steps must be an integer"},
+      {"train --data swissroll --out {dir}/o.mdw --steps 12x", 2, "--steps must be an integer"},
+      {"train --data swissroll --out {dir}/o.mdw --lr -1", 2, "--lr must be a number"},
+      {"train --data swissroll --out {dir}/o.mdw --lr nan", 2, "--lr must be a number"},
+      {"train --data swissroll --out {dir}/o.mdw --model big", 2, "--model must be"},
+      {"train --data swissroll --out {dir}/o.mdw --schedule quadratic", 2, "--schedule must be"},
+      {"train --data swissroll --out {dir}/o.mdw --bogus 1", 2, "unknown option"},
+      {"train --data swissroll --out {dir}/o.mdw --steps", 2, "needs a value"},
+      {"train --data {dir}/missing.csv --out {dir}/o.mdw", 1, "cannot open"},
+      {"train --data {dir}/ragged.csv --out {dir}/o.mdw", 1, "ragged.csv:2: has 1 fields"},
+      {"train --data {dir}/text.csv --out {dir}/o.mdw", 1, "ragged"},
+      {"train --data {dir}/empty.csv --out {dir}/o.mdw", 1, "no data rows"},
+      {"train --data {dir}/nan.csv --out {dir}/o.mdw", 1, "not a finite float"},
+      {"train --data swissroll --steps 2 --batch 2 --quiet --out {dir}/no/such/dir/o.mdw", 1, "No such file"},
+      {"sample", 2, "--model is required"},
+      {"sample --model {dir}/missing.mdw", 1, "cannot open"},
+      {"sample --model {dir}/junk.mdw --out {dir}/o.csv", 1, "bad magic"},
+      {"sample --model {dir}/junk.mdw --n 0", 2, "--n must be"},
+      {"inspect", 2, "expected one weight file"},
+      {"inspect {dir}/junk.mdw", 1, "not a usable weight file"},
+  };
+  for (const BadCase& c : cases) {
+    std::string args = c.args;
+    for (size_t p; (p = args.find("{dir}")) != std::string::npos;) args.replace(p, 5, dir);
+    const Result r = run(args);
+    EXPECT_EQ(r.code, c.code) << args << "\n" << r.out;
+    const std::string want = std::string(c.message) == "ragged" ? "text.csv:2: field 2 is not a number" : c.message;
+    EXPECT_NE(r.out.find(want), std::string::npos) << args << "\n" << r.out;
+    EXPECT_FALSE(exists(dir + "/o.mdw")) << args;
+    EXPECT_FALSE(exists(dir + "/o.csv")) << args;
+  }
+}
+
+TEST_F(Cli, CorruptModelFileIsRefusedWithTheReason) {
+  const std::string model = dir + "/m.mdw";
+  ASSERT_EQ(run("train --data circles --model tutorial --hidden 8 --T 10 --steps 3 --batch 4 --quiet --out " + model).code, 0);
+  std::string bytes = slurp(model);
+  bytes[md::weights_header_bytes(md::preset_tutorial(2, 10, 8)) + 5] ^= 0x40;  // a weight bit
+  std::ofstream(dir + "/flip.mdw", std::ios::binary) << bytes;
+  Result r = run("sample --model " + dir + "/flip.mdw --out " + dir + "/o.csv");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("checksum mismatch"), std::string::npos) << r.out;
+  EXPECT_FALSE(exists(dir + "/o.csv"));
+  std::ofstream(dir + "/short.mdw", std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  r = run("inspect " + dir + "/short.mdw");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("truncated"), std::string::npos) << r.out;
+}
+
+}  // namespace
