@@ -1,71 +1,328 @@
 #include "microdiffusion/sample.h"
 
 #include <math.h>
+#include <string.h>
+
+#include <algorithm>
 
 #include "microdiffusion/rng.h"
 
 namespace md {
+namespace {
 
-Status Sampler::init(const Model& model, const ScheduleDesc& schedule, Variance variance,
-                     uint32_t batch, Arena& arena) {
+struct KindName { SamplerKind kind; const char* name; };
+constexpr KindName kKinds[] = {{SamplerKind::kDdpm, "ddpm"}, {SamplerKind::kDdim, "ddim"},
+                               {SamplerKind::kDpmSolver2M, "dpm++2m"}, {SamplerKind::kOdeHeun, "ode"}};
+struct SpacingName { Spacing spacing; const char* name; };
+constexpr SpacingName kSpacings[] = {{Spacing::kLinspace, "linspace"}, {Spacing::kLeading, "leading"},
+                                     {Spacing::kTrailing, "trailing"}, {Spacing::kLogSnr, "logsnr"}};
+
+// Sort ascending and drop duplicates in place (K <= T, once per init).
+uint32_t sort_unique(uint32_t* v, uint32_t n) {
+  for (uint32_t i = 1; i < n; ++i) {
+    const uint32_t key = v[i];
+    uint32_t j = i;
+    for (; j > 0 && v[j - 1] > key; --j) v[j] = v[j - 1];
+    v[j] = key;
+  }
+  uint32_t m = 0;
+  for (uint32_t i = 0; i < n; ++i)
+    if (m == 0 || v[m - 1] != v[i]) v[m++] = v[i];
+  return m;
+}
+
+}  // namespace
+
+const char* sampler_kind_name(SamplerKind k) {
+  for (const KindName& n : kKinds)
+    if (n.kind == k) return n.name;
+  return "unknown";
+}
+bool sampler_kind_from_name(const char* name, SamplerKind* out) {
+  for (const KindName& n : kKinds)
+    if (strcmp(n.name, name) == 0) return *out = n.kind, true;
+  return false;
+}
+const char* spacing_name(Spacing s) {
+  for (const SpacingName& n : kSpacings)
+    if (n.spacing == s) return n.name;
+  return "unknown";
+}
+bool spacing_from_name(const char* name, Spacing* out) {
+  for (const SpacingName& n : kSpacings)
+    if (strcmp(n.name, name) == 0) return *out = n.spacing, true;
+  return false;
+}
+
+Status make_timesteps(uint32_t T, Spacing spacing, uint32_t steps, uint32_t* out, uint32_t* count,
+                      const float* alpha_bar) {
+  if (T < 1) return make_status(StatusCode::kInvalidArgument, "T must be at least 1");
+  if (steps == 0) steps = T;
+  if (steps > T) return make_status(StatusCode::kInvalidArgument, "more sampling steps than timesteps", steps, T);
+  if (spacing == Spacing::kLogSnr) {
+    if (alpha_bar == nullptr) return make_status(StatusCode::kInvalidArgument, "logsnr spacing needs alpha_bar");
+    // lambda = log(alpha_bar / (1 - alpha_bar)) falls with t; take the
+    // timestep nearest each of K uniform targets (a forward scan: lambda is monotone).
+    const double lo = log(alpha_bar[T - 1] / (1.0 - alpha_bar[T - 1]));
+    const double hi = log(alpha_bar[0] / (1.0 - alpha_bar[0]));
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < steps; ++i) {
+      const double target = steps == 1 ? lo : hi + (lo - hi) * i / (steps - 1.0);
+      while (k + 1 < T) {
+        const double here = log(alpha_bar[k] / (1.0 - alpha_bar[k]));
+        const double next = log(alpha_bar[k + 1] / (1.0 - alpha_bar[k + 1]));
+        if (fabs(next - target) <= fabs(here - target)) ++k;
+        else break;
+      }
+      out[i] = k;
+    }
+    *count = sort_unique(out, steps);
+    return Status::Ok();
+  }
+  for (uint32_t i = 0; i < steps; ++i) {
+    double v = 0.0;
+    switch (spacing) {
+      case Spacing::kLinspace: v = steps == 1 ? T - 1.0 : rint((T - 1.0) * i / (steps - 1.0)); break;
+      case Spacing::kLeading: v = static_cast<double>(i) * (T / steps); break;
+      case Spacing::kTrailing: v = rint(T - static_cast<double>(T) / steps * i) - 1.0; break;
+      default: return make_status(StatusCode::kInvalidArgument, "unknown spacing");
+    }
+    if (v < 0.0) v = 0.0;
+    if (v > T - 1.0) v = T - 1.0;
+    out[i] = static_cast<uint32_t>(v);
+  }
+  *count = sort_unique(out, steps);
+  return Status::Ok();
+}
+
+Status section_timesteps(uint32_t T, const uint32_t* counts, uint32_t n_sections, uint32_t* out, uint32_t* count) {
+  if (n_sections < 1 || n_sections > T)
+    return make_status(StatusCode::kInvalidArgument, "section count must be in [1, T]", n_sections, T);
+  const uint32_t size_per = T / n_sections, extra = T % n_sections;
+  uint32_t start = 0, n = 0;
+  for (uint32_t i = 0; i < n_sections; ++i) {
+    const uint32_t size = size_per + (i < extra ? 1 : 0);
+    if (counts[i] < 1 || counts[i] > size)
+      return make_status(StatusCode::kInvalidArgument, "a section asks for more steps than it has (section, size)", i, size);
+    const double stride = counts[i] <= 1 ? 1.0 : (size - 1.0) / (counts[i] - 1.0);
+    double cur = 0.0;
+    for (uint32_t j = 0; j < counts[i]; ++j, cur += stride) out[n++] = start + static_cast<uint32_t>(rint(cur));
+    start += size;
+  }
+  *count = sort_unique(out, n);
+  return Status::Ok();
+}
+
+Status Sampler::init(const Model& model, const ScheduleDesc& schedule, Variance variance, uint32_t batch,
+                     Arena& arena) {
+  SamplerConfig config;
+  config.variance = variance;
+  return init(model, schedule, config, batch, arena);
+}
+
+Status Sampler::init(const Model& model, const ScheduleDesc& schedule, const SamplerConfig& config, uint32_t batch,
+                     Arena& arena) {
   MD_RETURN_IF_ERROR(validate_model(model.desc));
+  const uint32_t T = model.desc.T;
   if (batch < 1 || batch > (1u << 20))
     return make_status(StatusCode::kInvalidArgument, "sampler batch must be in [1, 2^20]", batch, 1u << 20);
-  if (schedule.T != model.desc.T)
-    return make_status(StatusCode::kInvalidArgument, "schedule T differs from model T", schedule.T, model.desc.T);
-  if (variance != Variance::kFixedSmall && variance != Variance::kFixedLarge)
+  if (schedule.T != T)
+    return make_status(StatusCode::kInvalidArgument, "schedule T differs from model T", schedule.T, T);
+  if (static_cast<uint32_t>(config.kind) > static_cast<uint32_t>(SamplerKind::kOdeHeun))
+    return make_status(StatusCode::kInvalidArgument, "unknown sampler");
+  if (config.variance != Variance::kFixedSmall && config.variance != Variance::kFixedLarge)
     return make_status(StatusCode::kInvalidArgument, "unknown variance");
+  if (!(config.eta >= 0.0f && config.eta <= 1.0f))
+    return make_status(StatusCode::kInvalidArgument, "DDIM eta must be in [0, 1]");
+  if (!(config.clip_x0 >= 0.0f && config.clip_x0 < 3.0e38f))
+    return make_status(StatusCode::kInvalidArgument, "x0 clip must be >= 0 and finite");
+  if (!(config.dynamic_threshold >= 0.0f && config.dynamic_threshold < 1.0f))
+    return make_status(StatusCode::kInvalidArgument, "dynamic threshold percentile must be in [0, 1)");
+  if (config.timesteps != nullptr && (config.n_timesteps < 1 || config.n_timesteps > T))
+    return make_status(StatusCode::kInvalidArgument, "explicit timestep count must be in [1, T]", config.n_timesteps, T);
+  if (config.timesteps != nullptr)
+    for (uint32_t i = 0; i < config.n_timesteps; ++i)
+      if (config.timesteps[i] >= T)
+        return make_status(StatusCode::kInvalidArgument, "explicit timestep out of range (value, T)", config.timesteps[i], T);
+
   const SamplerPlan sp = sampler_plan(model.desc, batch);
   uint8_t* base = nullptr;
   MD_RETURN_IF_ERROR(arena.reserve(sp.plan, &base));
   MD_RETURN_IF_ERROR(build_schedule(schedule, reinterpret_cast<float*>(base + sp.schedule), &schedule_));
+  timesteps_ = reinterpret_cast<uint32_t*>(base + sp.timesteps);
+  if (config.timesteps != nullptr) {
+    memcpy(timesteps_, config.timesteps, config.n_timesteps * sizeof(uint32_t));
+    n_steps_ = sort_unique(timesteps_, config.n_timesteps);
+  } else {
+    MD_RETURN_IF_ERROR(make_timesteps(T, config.spacing, config.steps, timesteps_, &n_steps_, schedule_.alpha_bar));
+  }
   model_ = model;
-  variance_ = variance;
+  config_ = config;
+  config_.timesteps = nullptr;  // copied into the arena
+  config_.n_timesteps = n_steps_;
   batch_ = batch;
   x_ = reinterpret_cast<float*>(base + sp.x);
   eps_ = reinterpret_cast<float*>(base + sp.eps);
+  x0_ = reinterpret_cast<float*>(base + sp.x0);
+  prev_x0_ = reinterpret_cast<float*>(base + sp.prev_x0);
+  aux_ = reinterpret_cast<float*>(base + sp.aux);
   t_ = reinterpret_cast<int32_t*>(base + sp.t);
   noise_ = reinterpret_cast<float*>(base + sp.noise);
   scratch_ = reinterpret_cast<float*>(base + sp.scratch);
   return Status::Ok();
 }
 
-Status Sampler::sample(uint64_t seed, uint32_t first, uint32_t n, float* out, StepObserver observer,
-                       void* user) {
+uint32_t Sampler::evaluations() const {
+  return config_.kind == SamplerKind::kOdeHeun ? 2 * n_steps_ - 1 : n_steps_;
+}
+
+void Sampler::predict_eps(const float* x, uint32_t rows, uint32_t t, float* eps) {
+  for (uint32_t r = 0; r < rows; ++r) t_[r] = static_cast<int32_t>(t);
+  model_forward(model_, x, t_, rows, eps, scratch_);
+}
+
+// eps_ = eps_theta(x_, t) and x0_ = x0_hat, clipped or thresholded if asked;
+// when x0_hat changes, eps_ is made consistent with it.
+void Sampler::denoise(uint32_t rows, uint32_t t) {
+  const uint32_t D = model_.desc.D;
+  const size_t n = static_cast<size_t>(rows) * D;
+  predict_eps(x_, rows, t, eps_);
+  const double ab = schedule_.alpha_bar[t];
+  const float sa = static_cast<float>(sqrt(ab)), s1 = static_cast<float>(sqrt(1.0 - ab));
+  const float inv_sa = static_cast<float>(1.0 / sqrt(ab));
+  for (size_t i = 0; i < n; ++i) x0_[i] = (x_[i] - s1 * eps_[i]) * inv_sa;
+  const float clip = config_.clip_x0;
+  const float p = config_.dynamic_threshold;
+  if (clip <= 0.0f && p <= 0.0f) return;
+  for (uint32_t r = 0; r < rows; ++r) {
+    float* x0 = x0_ + static_cast<size_t>(r) * D;
+    if (p > 0.0f) {
+      // Imagen: s = max(1, p-quantile of |x0_hat|); x0_hat = clamp(x0_hat, -s, s) / s.
+      for (uint32_t j = 0; j < D; ++j) noise_[j] = fabsf(x0[j]);
+      const uint32_t k = static_cast<uint32_t>(p * (D - 1));
+      std::nth_element(noise_, noise_ + k, noise_ + D);
+      const float s = noise_[k] > 1.0f ? noise_[k] : 1.0f;
+      for (uint32_t j = 0; j < D; ++j) x0[j] = fminf(fmaxf(x0[j], -s), s) / s;
+    }
+    if (clip > 0.0f)
+      for (uint32_t j = 0; j < D; ++j) x0[j] = fminf(fmaxf(x0[j], -clip), clip);
+  }
+  const float inv_s1 = static_cast<float>(1.0 / sqrt(1.0 - ab));
+  for (size_t i = 0; i < n; ++i) eps_[i] = (x_[i] - sa * x0_[i]) * inv_s1;
+}
+
+Status Sampler::sample(uint64_t seed, uint32_t first, uint32_t n, float* out, StepObserver observer, void* user) {
   if (x_ == nullptr) return make_status(StatusCode::kInvalidArgument, "sampler used before init");
   if (out == nullptr && n > 0) return make_status(StatusCode::kInvalidArgument, "null output buffer");
   if (static_cast<uint64_t>(first) + n > 0xFFFFFFFFull)
     return make_status(StatusCode::kInvalidArgument, "sample indices exceed 2^32", first, n);
   const uint32_t D = model_.desc.D;
-  const uint32_t T = schedule_.T;
-  const float* sigma2 = variance_ == Variance::kFixedLarge ? schedule_.beta : schedule_.posterior_variance;
+  const uint32_t K = n_steps_;
+  const uint32_t* ts = timesteps_;
+  const bool clipping = config_.clip_x0 > 0.0f || config_.dynamic_threshold > 0.0f;
   for (uint32_t done = 0; done < n; done += batch_) {
     const uint32_t rows = n - done < batch_ ? n - done : batch_;
     const uint32_t index0 = first + done;
+    const size_t count = static_cast<size_t>(rows) * D;
     for (uint32_t r = 0; r < rows; ++r)
       gaussian_fill(seed, RngStream::kSampleInit, index0 + r, 0, x_ + static_cast<size_t>(r) * D, D);
-    if (observer) observer(user, static_cast<int32_t>(T), x_, rows, index0);
-    for (uint32_t step = T; step-- > 0;) {
-      for (uint32_t r = 0; r < rows; ++r) t_[r] = static_cast<int32_t>(step);
-      model_forward(model_, x_, t_, rows, eps_, scratch_);
-      const float a = schedule_.recip_sqrt_alpha[step];
-      const float c = schedule_.eps_coef[step];
-      const float sigma = step > 0 ? sqrtf(sigma2[step]) : 0.0f;
-      for (uint32_t r = 0; r < rows; ++r) {
-        float* x = x_ + static_cast<size_t>(r) * D;
-        const float* e = eps_ + static_cast<size_t>(r) * D;
-        if (step > 0) gaussian_fill(seed, RngStream::kSampleStep, index0 + r, step, noise_, D);
-        for (uint32_t j = 0; j < D; ++j) {
-          const float mean = a * (x[j] - c * e[j]);
-          x[j] = step > 0 ? mean + sigma * noise_[j] : mean;
+    if (observer) observer(user, static_cast<int32_t>(ts[K - 1] + 1), x_, rows, index0);
+    double h_prev = 0.0;
+    bool have_prev = false;
+    for (uint32_t i = K; i-- > 0;) {
+      const uint32_t t = ts[i];
+      const double ab = schedule_.alpha_bar[t];
+      const double ab_prev = i > 0 ? static_cast<double>(schedule_.alpha_bar[ts[i - 1]]) : 1.0;
+      // Noise for this step, per sample, keyed by the timestep.
+      auto add_noise = [&](float sigma) {
+        if (!(sigma > 0.0f)) return;
+        for (uint32_t r = 0; r < rows; ++r) {
+          gaussian_fill(seed, RngStream::kSampleStep, index0 + r, t, noise_, D);
+          float* x = x_ + static_cast<size_t>(r) * D;
+          for (uint32_t j = 0; j < D; ++j) x[j] += sigma * noise_[j];
+        }
+      };
+      switch (config_.kind) {
+        case SamplerKind::kDdpm: {
+          const double beta = 1.0 - ab / ab_prev;  // respaced beta'
+          const double var = i == 0 ? 0.0
+                             : config_.variance == Variance::kFixedLarge ? beta
+                                                                         : beta * (1.0 - ab_prev) / (1.0 - ab);
+          if (clipping) {
+            denoise(rows, t);
+            const float c1 = static_cast<float>(beta * sqrt(ab_prev) / (1.0 - ab));
+            const float c2 = static_cast<float>((1.0 - ab_prev) * sqrt(1.0 - beta) / (1.0 - ab));
+            for (size_t k = 0; k < count; ++k) x_[k] = c1 * x0_[k] + c2 * x_[k];
+          } else {
+            // Algorithm 2: (x - beta / sqrt(1 - ab) eps) / sqrt(alpha).
+            predict_eps(x_, rows, t, eps_);
+            const float a = static_cast<float>(1.0 / sqrt(1.0 - beta));
+            const float c = static_cast<float>(beta / sqrt(1.0 - ab));
+            for (size_t k = 0; k < count; ++k) x_[k] = a * (x_[k] - c * eps_[k]);
+          }
+          add_noise(static_cast<float>(sqrt(var)));
+          break;
+        }
+        case SamplerKind::kDdim: {
+          denoise(rows, t);
+          const double sigma = i == 0 ? 0.0
+                               : config_.eta * sqrt((1.0 - ab_prev) / (1.0 - ab)) * sqrt(1.0 - ab / ab_prev);
+          const double dir = 1.0 - ab_prev - sigma * sigma;
+          const float a = static_cast<float>(sqrt(ab_prev)), c = static_cast<float>(sqrt(dir > 0.0 ? dir : 0.0));
+          for (size_t k = 0; k < count; ++k) x_[k] = a * x0_[k] + c * eps_[k];
+          add_noise(static_cast<float>(sigma));
+          break;
+        }
+        case SamplerKind::kDpmSolver2M: {
+          denoise(rows, t);
+          if (i == 0) {  // to alpha_bar = 1: the data prediction itself
+            memcpy(x_, x0_, count * sizeof(float));
+            break;
+          }
+          const double alpha = sqrt(ab), sigma = sqrt(1.0 - ab);
+          const double alpha_n = sqrt(ab_prev), sigma_n = sqrt(1.0 - ab_prev);
+          const double h = log(alpha_n / sigma_n) - log(alpha / sigma);
+          const float a = static_cast<float>(sigma_n / sigma);
+          const float b = static_cast<float>(-alpha_n * expm1(-h));
+          if (have_prev) {
+            const float half_over_r = static_cast<float>(0.5 * h / h_prev);  // 0.5 / r, r = h_prev / h
+            for (size_t k = 0; k < count; ++k)
+              x_[k] = a * x_[k] + b * (x0_[k] + half_over_r * (x0_[k] - prev_x0_[k]));
+          } else {
+            for (size_t k = 0; k < count; ++k) x_[k] = a * x_[k] + b * x0_[k];
+          }
+          memcpy(prev_x0_, x0_, count * sizeof(float));
+          h_prev = h;
+          have_prev = true;
+          break;
+        }
+        case SamplerKind::kOdeHeun: {
+          // x~ = x / sqrt(ab), sigma~ = sqrt((1 - ab) / ab), dx~/dsigma~ = eps.
+          denoise(rows, t);
+          const double s_cur = sqrt((1.0 - ab) / ab);
+          const double s_next = i == 0 ? 0.0 : sqrt((1.0 - ab_prev) / ab_prev);
+          const float inv_sa = static_cast<float>(1.0 / sqrt(ab));
+          const float ds = static_cast<float>(s_next - s_cur);
+          const float sa_next = static_cast<float>(sqrt(ab_prev));
+          if (i == 0) {  // Euler to sigma~ = 0 is x0_hat
+            memcpy(x_, x0_, count * sizeof(float));
+            break;
+          }
+          // Predictor (Euler) in aux_, kept in x~ units; corrector with eps at the predictor.
+          for (size_t k = 0; k < count; ++k) aux_[k] = x_[k] * inv_sa + ds * eps_[k];
+          for (size_t k = 0; k < count; ++k) prev_x0_[k] = eps_[k];  // d at the start
+          for (size_t k = 0; k < count; ++k) x_[k] = aux_[k] * sa_next;
+          denoise(rows, ts[i - 1]);
+          for (size_t k = 0; k < count; ++k)
+            x_[k] = (aux_[k] - ds * prev_x0_[k] + 0.5f * ds * (prev_x0_[k] + eps_[k])) * sa_next;
+          break;
         }
       }
-      if (observer) observer(user, static_cast<int32_t>(step), x_, rows, index0);
+      if (observer) observer(user, i > 0 ? static_cast<int32_t>(ts[i - 1] + 1) : 0, x_, rows, index0);
     }
-    for (size_t j = 0; j < static_cast<size_t>(rows) * D; ++j) {
+    for (size_t j = 0; j < count; ++j) {
       if (!(x_[j] - x_[j] == 0.0f))
-        return make_status(StatusCode::kNonFinite, "sampling produced NaN or Inf (sample index)",
-                           index0 + j / D);
+        return make_status(StatusCode::kNonFinite, "sampling produced NaN or Inf (sample index)", index0 + j / D);
       out[static_cast<size_t>(done) * D + j] = x_[j];
     }
   }

@@ -94,7 +94,7 @@ Status build_schedule(const ScheduleDesc& d, float* storage, Schedule* out) {
       return make_status(StatusCode::kInvalidArgument, "schedule makes alpha_bar reach 1 or alpha 0", k);
   }
   // improved-diffusion: the k = 0 variance is 0, so its log is clipped to k = 1's.
-  s.posterior_log_variance_clipped[0] = static_cast<float>(T > 1 ? first_log_var : log(d.beta_start));
+  s.posterior_log_variance_clipped[0] = static_cast<float>(T > 1 ? first_log_var : log(schedule_beta(d, 0)));
   *out = s;
   return Status::Ok();
 }

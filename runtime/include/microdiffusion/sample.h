@@ -1,9 +1,18 @@
-// Ancestral sampling (Ho et al. 2020, Algorithm 2):
-//   x_T ~ N(0, I);  for t = T..1:
-//     x_{t-1} = 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_theta(x_t, t)) + sigma_t z
-//   with z ~ N(0, I) for t > 1 and z = 0 on the last step.
-// The noise of sample i is drawn from (seed, i, step), so a sample does not
-// depend on the batch size or on which other samples are drawn with it.
+// Samplers over a (possibly respaced) sequence of timesteps s_0 < ... < s_{K-1}:
+//
+//   ddpm     ancestral sampling (Ho et al. 2020, Algorithm 2), on respaced
+//            steps with beta'_i = 1 - alpha_bar(s_i) / alpha_bar(s_{i-1})
+//            and sigma^2 = beta' (large) or beta-tilde' (small);
+//   ddim     Song et al. 2021 with eta in [0, 1] (eta = 1 is ddpm-small);
+//   dpm++2m  DPM-Solver++(2M), multistep second order in data prediction
+//            (Lu et al. 2022), for 10-25 steps;
+//   ode      the probability-flow ODE, dx~/dsigma~ = eps with x~ = x/sqrt(ab)
+//            and sigma~ = sqrt((1 - ab)/ab), by Heun's method (Karras et al.).
+//
+// Every step forms x0_hat = (x - sqrt(1 - ab) eps) / sqrt(ab), optionally
+// clipped or dynamically thresholded (off by default: unbounded data). The
+// last step lands on alpha_bar = 1. Noise of sample i at step s comes from
+// (seed, i, s), so a sample does not depend on the batch it is drawn in.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -14,18 +23,57 @@
 
 namespace md {
 
+enum class SamplerKind : uint32_t { kDdpm = 0, kDdim = 1, kDpmSolver2M = 2, kOdeHeun = 3 };
+
+enum class Spacing : uint32_t {
+  kLinspace = 0,  // round(linspace(0, T-1, K))
+  kLeading = 1,   // (0, 1, ..., K-1) * (T / K)
+  kTrailing = 2,  // round(T - T/K * (0, 1, ..., K-1)) - 1
+  kLogSnr = 3,    // nearest to uniform in log-SNR: the spacing DPM-Solver is derived for
+};
+
+struct SamplerConfig {
+  SamplerKind kind = SamplerKind::kDdpm;
+  uint32_t steps = 0;                  // K; 0 means every timestep
+  Spacing spacing = Spacing::kLinspace;
+  const uint32_t* timesteps = nullptr;  // explicit steps (overrides steps/spacing); copied at init
+  uint32_t n_timesteps = 0;
+  float eta = 0.0f;                     // ddim only
+  Variance variance = Variance::kFixedSmall;  // ddpm only
+  float clip_x0 = 0.0f;                 // > 0: clamp x0_hat to [-clip_x0, clip_x0]
+  float dynamic_threshold = 0.0f;       // in (0, 1): Imagen's percentile thresholding of x0_hat
+};
+
+const char* sampler_kind_name(SamplerKind k);
+bool sampler_kind_from_name(const char* name, SamplerKind* out);
+const char* spacing_name(Spacing s);
+bool spacing_from_name(const char* name, Spacing* out);
+
+// K timesteps in [0, T) by `spacing`, ascending and distinct, into out (T
+// entries). kLogSnr needs the schedule's alpha_bar (T entries).
+Status make_timesteps(uint32_t T, Spacing spacing, uint32_t steps, uint32_t* out, uint32_t* count,
+                      const float* alpha_bar = nullptr);
+// improved-diffusion's section spacing ("10,15,20"): T split into equal
+// sections, counts[i] evenly strided steps taken from section i.
+Status section_timesteps(uint32_t T, const uint32_t* counts, uint32_t n_sections, uint32_t* out, uint32_t* count);
+
 struct SamplerPlan {
   Plan plan;
-  size_t schedule = 0, x = 0, eps = 0, t = 0, noise = 0, scratch = 0;
+  size_t schedule = 0, timesteps = 0, x = 0, eps = 0, x0 = 0, prev_x0 = 0, aux = 0, t = 0, noise = 0, scratch = 0;
 };
 
 constexpr SamplerPlan sampler_plan(const ModelDesc& d, uint32_t batch) {
   SamplerPlan s;
+  const size_t BD = static_cast<size_t>(batch) * d.D;
   s.schedule = plan_schedule(s.plan, d.T);
-  s.x = s.plan.take_array<float>(static_cast<size_t>(batch) * d.D);
-  s.eps = s.plan.take_array<float>(static_cast<size_t>(batch) * d.D);
+  s.timesteps = s.plan.take_array<uint32_t>(d.T);
+  s.x = s.plan.take_array<float>(BD);
+  s.eps = s.plan.take_array<float>(BD);
+  s.x0 = s.plan.take_array<float>(BD);
+  s.prev_x0 = s.plan.take_array<float>(BD);  // dpm++2m history
+  s.aux = s.plan.take_array<float>(BD);      // ode: the Euler predictor
   s.t = s.plan.take_array<int32_t>(batch);
-  s.noise = s.plan.take_array<float>(d.D + 4);  // per-sample noise, rounded up to a Philox block
+  s.noise = s.plan.take_array<float>(d.D);   // one sample's noise, or |x0| for thresholding
   s.scratch = s.plan.take_array<float>(forward_scratch_floats(d, batch));
   return s;
 }
@@ -35,33 +83,45 @@ constexpr size_t sampling_arena_bytes(const ModelDesc& d, uint32_t batch) {
   return arena_bytes_for(sampler_plan(d, batch).plan);
 }
 
-// Called after every denoising step with the current x_{t} of the chunk
-// (n rows of D, sample indices first..first+n-1); k is the step index just
-// produced (T-1 .. 0 after the update, -1 ... see sample.cpp).
-using StepObserver = void (*)(void* user, int32_t t_index, const float* x, uint32_t n, uint32_t first);
+// Called with x after initialisation and after every step: n rows of D,
+// sample indices first..first+n-1, at diffusion time `t` (1-based: T for the
+// initial x_T with every step, 0 for the final sample).
+using StepObserver = void (*)(void* user, int32_t t, const float* x, uint32_t n, uint32_t first);
 
 class Sampler {
  public:
-  // Takes the schedule tables and buffers for `batch` rows from `arena`.
-  Status init(const Model& model, const ScheduleDesc& schedule, Variance variance, uint32_t batch,
+  Status init(const Model& model, const ScheduleDesc& schedule, const SamplerConfig& config, uint32_t batch,
               Arena& arena);
+  // Ancestral sampling over every timestep.
+  Status init(const Model& model, const ScheduleDesc& schedule, Variance variance, uint32_t batch, Arena& arena);
 
-  // Draw samples with indices [first, first + n) into out (n, D). Samples are
-  // processed `batch` rows at a time. The observer (optional) sees x_T and
-  // every x_{t-1}, with t_index = T for x_T and t-1 after each step.
-  Status sample(uint64_t seed, uint32_t first, uint32_t n, float* out,
-                StepObserver observer = nullptr, void* user = nullptr);
+  // Draw samples with indices [first, first + n) into out (n, D), `batch`
+  // rows at a time.
+  Status sample(uint64_t seed, uint32_t first, uint32_t n, float* out, StepObserver observer = nullptr,
+                void* user = nullptr);
 
   const Schedule& schedule() const { return schedule_; }
   uint32_t batch() const { return batch_; }
+  uint32_t steps() const { return n_steps_; }
+  const uint32_t* timesteps() const { return timesteps_; }
+  // Model evaluations per sample.
+  uint32_t evaluations() const;
 
  private:
+  void denoise(uint32_t rows, uint32_t t);  // eps and x0_hat for the current x at timestep t
+  void predict_eps(const float* x, uint32_t rows, uint32_t t, float* eps);
+
   Model model_;
   Schedule schedule_;
-  Variance variance_ = Variance::kFixedSmall;
+  SamplerConfig config_;
   uint32_t batch_ = 0;
+  uint32_t n_steps_ = 0;
+  uint32_t* timesteps_ = nullptr;
   float* x_ = nullptr;
   float* eps_ = nullptr;
+  float* x0_ = nullptr;
+  float* prev_x0_ = nullptr;
+  float* aux_ = nullptr;
   int32_t* t_ = nullptr;
   float* noise_ = nullptr;
   float* scratch_ = nullptr;
