@@ -84,6 +84,12 @@ TEST_F(Cli, TrainSampleInspectRoundTrip) {
   r = run("sample --model " + model + " --n 5 --seed 3");
   ASSERT_EQ(r.code, 0);
   EXPECT_NE(r.out.find(csv), std::string::npos);
+  // Every sampler runs from the command line.
+  for (const char* smp : {"ddpm --steps 5", "ddim --steps 5 --eta 0.3", "dpm++2m --steps 5 --spacing logsnr",
+                          "ode --steps 4", "ddpm --spacing 19,10,3", "ddim --spacing sections:2,3 --clip 3"}) {
+    r = run("sample --model " + model + " --n 3 --sampler " + smp);
+    EXPECT_EQ(r.code, 0) << smp << "\n" << r.out;
+  }
   r = run("inspect " + model);
   ASSERT_EQ(r.code, 0) << r.out;
   for (const char* s : {"version 1.0", "time_gate", "softplus", "arena bytes", "sampling", "training", "T=20", "moons"})
@@ -121,6 +127,7 @@ TEST_F(Cli, BadArgumentsGetAClearErrorAndNoOutputFile) {
   std::ofstream(dir + "/text.csv") << "1,2\n3,abc\n";
   std::ofstream(dir + "/empty.csv") << "\n# nothing\n";
   std::ofstream(dir + "/nan.csv") << "1,nan\n";
+  ASSERT_EQ(run("train --data moons --model tutorial --hidden 8 --T 20 --steps 2 --batch 4 --quiet --out " + dir + "/m.mdw").code, 0);
   std::ofstream(dir + "/junk.mdw") << "this is not a weight file at all, not even close......................"
                                       "......................................................................";
   const BadCase cases[] = {
@@ -144,6 +151,14 @@ TEST_F(Cli, BadArgumentsGetAClearErrorAndNoOutputFile) {
       {"sample --model {dir}/missing.mdw", 1, "cannot open"},
       {"sample --model {dir}/junk.mdw --out {dir}/o.csv", 1, "bad magic"},
       {"sample --model {dir}/junk.mdw --n 0", 2, "--n must be"},
+      {"sample --model {dir}/m.mdw --sampler euler", 2, "--sampler must be"},
+      {"sample --model {dir}/m.mdw --sampler ddpm --eta 0.5", 2, "--eta applies to --sampler ddim only"},
+      {"sample --model {dir}/m.mdw --steps 21", 2, "--steps must be an integer in [1, 20]"},
+      {"sample --model {dir}/m.mdw --spacing 3,x", 2, "bad entry 'x'"},
+      {"sample --model {dir}/m.mdw --spacing 3,20", 2, "bad entry '20'"},
+      {"sample --model {dir}/m.mdw --spacing sections:12,12", 2, "more steps than it has"},
+      {"sample --model {dir}/m.mdw --spacing 1,5 --steps 2", 2, "exclusive"},
+      {"sample --model {dir}/m.mdw --threshold 1.5", 2, "--threshold must be"},
       {"inspect", 2, "expected one weight file"},
       {"inspect {dir}/junk.mdw", 1, "not a usable weight file"},
   };

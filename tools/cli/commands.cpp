@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -288,10 +290,83 @@ const std::vector<FlagSpec> kSampleFlags = {
     {"png", "FILE.png", "draw the samples over the data"},
     {"trajectory", "FILE.png", "draw x_t at ten timesteps from T to 0"},
     {"data", "NAME|FILE.csv", "data drawn under the samples and scored against (default: the model's training set when built-in)"},
-    {"variance", "NAME", "small (beta tilde) | large (beta) (default: the file's)"},
+    {"sampler", "NAME", "ddpm | ddim | dpm++2m | ode (default: ddpm)"},
+    {"steps", "K", "sampling steps (default: every timestep)"},
+    {"spacing", "HOW", "linspace | leading | trailing | logsnr | LIST of timesteps (e.g. 999,500,0) | sections:10,15,20"},
+    {"eta", "E", "DDIM stochasticity in [0, 1] (default: 0)"},
+    {"clip", "C", "clamp the predicted x0 to [-C, C] (default: off)"},
+    {"threshold", "P", "dynamic thresholding of the predicted x0 at percentile P in (0, 1) (default: off)"},
+    {"variance", "NAME", "ddpm variance: small (beta tilde) | large (beta) (default: the file's)"},
     {"batch", "N", "rows sampled at once (default: 256)"},
     {"help", nullptr, "show this help"},
 };
+
+// --sampler/--steps/--spacing/--eta/--clip/--threshold into a SamplerConfig.
+bool parse_sampler_flags(const Args& args, uint32_t T, SamplerConfig* config, std::vector<uint32_t>* explicit_steps,
+                         std::string* err) {
+  const std::string kind = args.str("sampler", "ddpm");
+  if (!sampler_kind_from_name(kind.c_str(), &config->kind)) {
+    *err = "--sampler must be ddpm, ddim, dpm++2m or ode, got '" + kind + "'";
+    return false;
+  }
+  unsigned long long steps;
+  double eta, clip, threshold;
+  if (!args.u64("steps", 0, 1, T, &steps, err) || !args.f64("eta", 0.0, 0.0, 1.0, &eta, err) ||
+      !args.f64("clip", 0.0, 0.0, 1e30, &clip, err) || !args.f64("threshold", 0.0, 0.0, 0.999999, &threshold, err))
+    return false;
+  if (args.has("eta") && config->kind != SamplerKind::kDdim) {
+    *err = "--eta applies to --sampler ddim only";
+    return false;
+  }
+  config->steps = static_cast<uint32_t>(steps);
+  config->eta = static_cast<float>(eta);
+  config->clip_x0 = static_cast<float>(clip);
+  config->dynamic_threshold = static_cast<float>(threshold);
+  const std::string spacing = args.str("spacing", "linspace");
+  if (spacing_from_name(spacing.c_str(), &config->spacing)) return true;
+  // A list: explicit timesteps, or improved-diffusion's section counts.
+  const bool sections = spacing.rfind("sections:", 0) == 0;
+  const std::string list = sections ? spacing.substr(9) : spacing;
+  std::vector<uint32_t> values;
+  size_t p = 0;
+  while (p <= list.size()) {
+    const size_t comma = list.find(',', p);
+    const std::string field = list.substr(p, comma == std::string::npos ? std::string::npos : comma - p);
+    char* end = nullptr;
+    const unsigned long v = field.empty() ? 0 : std::strtoul(field.c_str(), &end, 10);
+    if (field.empty() || *end != '\0' || field[0] == '-' || v >= (sections ? T + 1ul : T)) {
+      *err = "--spacing must be linspace, leading, trailing, logsnr, a list of timesteps in [0, " +
+             std::to_string(T - 1) + "] or sections:N1,N2,...; bad entry '" + field + "'";
+      return false;
+    }
+    values.push_back(static_cast<uint32_t>(v));
+    if (comma == std::string::npos) break;
+    p = comma + 1;
+  }
+  if (args.has("steps")) {
+    *err = "--steps and a --spacing list are exclusive: the list sets the steps";
+    return false;
+  }
+  explicit_steps->assign(T, 0);
+  uint32_t count = 0;
+  if (sections) {
+    const Status s = section_timesteps(T, values.data(), static_cast<uint32_t>(values.size()), explicit_steps->data(), &count);
+    if (!s.ok()) {
+      *err = std::string("--spacing sections: ") + s.message;
+      return false;
+    }
+  } else {
+    if (values.size() > T) {
+      *err = "--spacing lists more timesteps than T";
+      return false;
+    }
+    std::copy(values.begin(), values.end(), explicit_steps->begin());
+    count = static_cast<uint32_t>(values.size());
+  }
+  config->timesteps = explicit_steps->data();
+  config->n_timesteps = count;
+  return true;
+}
 
 struct Trajectory {
   std::vector<int32_t> keep;  // t indices to record, descending
@@ -344,22 +419,31 @@ int sample_impl(const Args& args) {
       return fail(cmd, "data has " + std::to_string(reference.cols) + " columns but the model's D is " + std::to_string(D));
   }
 
+  SamplerConfig config;
+  config.variance = variance;
+  std::vector<uint32_t> explicit_steps;
+  if (!parse_sampler_flags(args, w.model.desc.T, &config, &explicit_steps, &err)) return fail(cmd, err, 2);
+
   const uint32_t b = static_cast<uint32_t>(batch < n ? batch : n);
   const size_t arena_bytes = sampling_arena_bytes(w.model.desc, b);
   AlignedBuffer arena_buf;
   arena_buf.resize(arena_bytes);
   Arena arena(arena_buf.data(), arena_bytes);
   Sampler sampler;
-  Status s = sampler.init(w.model, w.schedule, variance, b, arena);
-  if (!s.ok()) return fail(cmd, describe(s));
+  Status s = sampler.init(w.model, w.schedule, config, b, arena);
+  if (!s.ok()) return fail(cmd, describe(s), s.code == StatusCode::kInvalidArgument ? 2 : 1);
 
   Trajectory traj;
   traj.D = D;
   const bool want_traj = args.has("trajectory");
   if (want_traj) {
-    const int32_t T = static_cast<int32_t>(w.model.desc.T);
+    // The observer sees x at times ts[K-1]+1, ..., ts[0]+1, 0; keep ten of them, evenly spread.
+    const uint32_t K = sampler.steps();
+    std::vector<int32_t> times;
+    for (uint32_t i = K; i-- > 0;) times.push_back(static_cast<int32_t>(sampler.timesteps()[i] + 1));
+    times.push_back(0);
     for (int j = 0; j < 10; ++j) {
-      const int32_t t = static_cast<int32_t>(std::lround(T * (9 - j) / 9.0));
+      const int32_t t = times[static_cast<size_t>(std::lround((times.size() - 1) * j / 9.0))];
       if (traj.keep.empty() || traj.keep.back() != t) traj.keep.push_back(t);
     }
     traj.frames.resize(traj.keep.size());
@@ -369,7 +453,8 @@ int sample_impl(const Args& args) {
   s = sampler.sample(seed, 0, static_cast<uint32_t>(n), samples.data(), want_traj ? record_step : nullptr, &traj);
   if (!s.ok()) return fail(cmd, describe(s));
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::fprintf(stderr, "sampled %llu points x %u steps in %s\n", n, w.model.desc.T, format_seconds(elapsed).c_str());
+  std::fprintf(stderr, "sampled %llu points with %s, %u steps (%u model evaluations) in %s\n", n,
+               sampler_kind_name(config.kind), sampler.steps(), sampler.evaluations(), format_seconds(elapsed).c_str());
 
   const bool to_stdout = !args.has("out") && !args.has("png") && !want_traj;
   const std::string csv = format_csv(samples.data(), n, D);
