@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "le.h"
 #include "microdiffusion/rng.h"
 
 namespace md {
@@ -31,6 +32,7 @@ Status Trainer::init(const ModelDesc& desc, const ScheduleDesc& schedule, const 
   MD_RETURN_IF_ERROR(arena.reserve(tp.plan, &base));
   MD_RETURN_IF_ERROR(build_schedule(schedule, reinterpret_cast<float*>(base + tp.schedule), &schedule_));
   desc_ = desc;
+  schedule_desc_ = schedule;
   layout_ = param_layout(desc);
   config_ = config;
   step_ = 0;
@@ -130,7 +132,7 @@ Status Trainer::loss_and_gradients(const float* x0, const int32_t* t, const floa
   }
   *loss = static_cast<float>(sum / static_cast<double>(n));
   if (!(*loss - *loss == 0.0f))
-    return make_status(StatusCode::kNonFinite, "loss is NaN or Inf (step)", step_);
+    return make_status(StatusCode::kNonFinite, "loss is NaN or Inf (step)", step_ + 1);
   memset(grads_, 0, sizeof(float) * layout_.total_floats);
   model_backward(m, t, B, tape_, d_out_, grads_, scratch_);
   return Status::Ok();
@@ -141,8 +143,20 @@ Status Trainer::apply_gradients() {
   double sq = 0.0;
   for (size_t i = 0; i < P; ++i) sq += static_cast<double>(grads_[i]) * grads_[i];
   last_grad_norm_ = static_cast<float>(sqrt(sq));
-  if (!(last_grad_norm_ - last_grad_norm_ == 0.0f))
-    return make_status(StatusCode::kNonFinite, "gradients contain NaN or Inf (step)", step_);
+  if (!(last_grad_norm_ - last_grad_norm_ == 0.0f)) {
+    // Name the first tensor holding a non-finite gradient; nothing is updated.
+    uint32_t bad = 0;
+    for (uint32_t i = 0; i < layout_.n_tensors && bad == 0; ++i)
+      for (uint32_t j = 0; j < layout_.tensors[i].count(); ++j) {
+        const float g = grads_[layout_.tensors[i].offset + j];
+        if (!(g - g == 0.0f)) {
+          bad = i + 1;
+          break;
+        }
+      }
+    return make_status(StatusCode::kNonFinite, "gradients contain NaN or Inf (step, tensor index)", step_ + 1,
+                       bad ? bad - 1 : 0);
+  }
   if (config_.grad_clip_norm > 0.0) {
     // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when below 1.
     const float coef = static_cast<float>(config_.grad_clip_norm / (last_grad_norm_ + 1e-6));
@@ -200,6 +214,123 @@ Status Trainer::step(const float* data, uint32_t rows, float* loss) {
   for (uint32_t b = 0; b < B; ++b) t_[b] = static_cast<int32_t>(bounded_from_bits(bits_[b], desc_.T));
   gaussian_fill(seed, RngStream::kTrainNoise, lo, hi, eps_, static_cast<size_t>(B) * D);
   return step_on(x0_, t_, eps_, loss);
+}
+
+namespace {
+constexpr uint8_t kCheckpointMagic[8] = {'M', 'D', 'C', 'K', 'P', 'T', '0', '1'};
+// Trailer field offsets.
+enum : size_t {
+  kCkStep = 8, kCkFloats = 16, kCkDataCrc = 20, kCkCrcM = 24, kCkCrcV = 28, kCkCrcEma = 32, kCkBatch = 36,
+  kCkWarmup = 40, kCkTotal = 44, kCkDecoupled = 48, kCkSeed = 56, kCkLr = 64, kCkBeta1 = 72, kCkBeta2 = 80,
+  kCkEps = 88, kCkWd = 96, kCkClip = 104, kCkMinLr = 112, kCkEma = 120, kCkTrailerCrc = 252,
+};
+
+void write_block(uint8_t* out, const float* v, size_t n) {
+  for (size_t i = 0; i < n; ++i) le::wrf32(out + 4 * i, v[i]);
+}
+void read_block(float* v, const uint8_t* in, size_t n) {
+  for (size_t i = 0; i < n; ++i) v[i] = le::rdf32(in + 4 * i);
+}
+}  // namespace
+
+Status Trainer::write_checkpoint(const WeightsMeta& meta_in, uint32_t data_crc, uint8_t* out, size_t capacity,
+                                 size_t* written) const {
+  if (params_ == nullptr) return make_status(StatusCode::kInvalidArgument, "trainer used before init");
+  const size_t total = checkpoint_bytes(desc_);
+  if (capacity < total)
+    return make_status(StatusCode::kOutOfMemory, "output buffer too small for the checkpoint", total, capacity);
+  WeightsMeta meta = meta_in;
+  meta.is_ema = 0;
+  meta.train_steps = static_cast<uint32_t>(step_ > 0xFFFFFFFFull ? 0xFFFFFFFFull : step_);
+  size_t n = 0;
+  MD_RETURN_IF_ERROR(write_weights(desc_, schedule_desc_, meta, params_, out, capacity, &n));
+  const size_t P = layout_.total_floats;
+  uint8_t* tr = out + n;
+  memset(tr, 0, kCheckpointTrailerBytes);
+  memcpy(tr, kCheckpointMagic, 8);
+  uint8_t* blocks = tr + kCheckpointTrailerBytes;
+  write_block(blocks, m_, P);
+  write_block(blocks + 4 * P, v_, P);
+  write_block(blocks + 8 * P, ema_, P);
+  le::wr64(tr + kCkStep, step_);
+  le::wr32(tr + kCkFloats, static_cast<uint32_t>(P));
+  le::wr32(tr + kCkDataCrc, data_crc);
+  le::wr32(tr + kCkCrcM, crc32(blocks, 4 * P));
+  le::wr32(tr + kCkCrcV, crc32(blocks + 4 * P, 4 * P));
+  le::wr32(tr + kCkCrcEma, crc32(blocks + 8 * P, 4 * P));
+  le::wr32(tr + kCkBatch, config_.batch);
+  le::wr32(tr + kCkWarmup, config_.warmup_steps);
+  le::wr32(tr + kCkTotal, config_.total_steps);
+  le::wr32(tr + kCkDecoupled, config_.decoupled_weight_decay ? 1 : 0);
+  le::wr64(tr + kCkSeed, config_.seed);
+  le::wrf64(tr + kCkLr, config_.lr);
+  le::wrf64(tr + kCkBeta1, config_.beta1);
+  le::wrf64(tr + kCkBeta2, config_.beta2);
+  le::wrf64(tr + kCkEps, config_.adam_eps);
+  le::wrf64(tr + kCkWd, config_.weight_decay);
+  le::wrf64(tr + kCkClip, config_.grad_clip_norm);
+  le::wrf64(tr + kCkMinLr, config_.min_lr_ratio);
+  le::wrf64(tr + kCkEma, config_.ema_decay);
+  le::wr32(tr + kCkTrailerCrc, crc32(tr, kCkTrailerCrc));
+  *written = total;
+  return Status::Ok();
+}
+
+Status Trainer::restore_checkpoint(const void* data, size_t size, uint32_t data_crc) {
+  if (params_ == nullptr) return make_status(StatusCode::kInvalidArgument, "trainer used before init");
+  LoadedWeights w;
+  MD_RETURN_IF_ERROR(load_weights(data, size, &w));
+  const uint8_t* p = static_cast<const uint8_t*>(data);
+  // The embedded weight file must describe exactly this trainer's model and schedule.
+  bool same_model = w.model.desc.D == desc_.D && w.model.desc.T == desc_.T && w.model.desc.n_layers == desc_.n_layers;
+  for (uint32_t l = 0; same_model && l < desc_.n_layers; ++l)
+    same_model = memcmp(&w.model.desc.layers[l], &desc_.layers[l], sizeof(LayerDesc)) == 0;
+  if (!same_model) return make_status(StatusCode::kInvalidArgument, "checkpoint holds a different model");
+  if (memcmp(&w.schedule, &schedule_desc_, sizeof(ScheduleDesc)) != 0)
+    return make_status(StatusCode::kInvalidArgument, "checkpoint was made with a different noise schedule");
+  const size_t P = layout_.total_floats;
+  const size_t need = checkpoint_bytes(desc_);
+  if (w.file_bytes != weights_file_bytes(desc_) || size < need)
+    return make_status(StatusCode::kTruncated, "checkpoint is truncated (needed, have)", need, size);
+  const uint8_t* tr = p + w.file_bytes;
+  if (memcmp(tr, kCheckpointMagic, 8) != 0)
+    return make_status(StatusCode::kBadFormat, "not a checkpoint (a plain weight file has no optimizer state)");
+  if (le::rd32(tr + kCkTrailerCrc) != crc32(tr, kCkTrailerCrc))
+    return make_status(StatusCode::kChecksumMismatch, "checkpoint trailer checksum mismatch");
+  if (le::rd32(tr + kCkFloats) != P)
+    return make_status(StatusCode::kBadFormat, "checkpoint parameter count differs", le::rd32(tr + kCkFloats), P);
+  struct Field { const char* what; bool same; };
+  const Field fields[] = {
+      {"checkpoint was made with different training data", le::rd32(tr + kCkDataCrc) == data_crc},
+      {"checkpoint was made with a different --batch", le::rd32(tr + kCkBatch) == config_.batch},
+      {"checkpoint was made with a different --warmup", le::rd32(tr + kCkWarmup) == config_.warmup_steps},
+      {"checkpoint was made with a different number of --steps (cosine horizon)", le::rd32(tr + kCkTotal) == config_.total_steps},
+      {"checkpoint was made with a different optimizer (Adam vs AdamW)",
+       le::rd32(tr + kCkDecoupled) == (config_.decoupled_weight_decay ? 1u : 0u)},
+      {"checkpoint was made with a different --seed", le::rd64(tr + kCkSeed) == config_.seed},
+      {"checkpoint was made with a different --lr", le::rdf64(tr + kCkLr) == config_.lr},
+      {"checkpoint was made with different Adam betas",
+       le::rdf64(tr + kCkBeta1) == config_.beta1 && le::rdf64(tr + kCkBeta2) == config_.beta2},
+      {"checkpoint was made with a different Adam eps", le::rdf64(tr + kCkEps) == config_.adam_eps},
+      {"checkpoint was made with a different --weight-decay", le::rdf64(tr + kCkWd) == config_.weight_decay},
+      {"checkpoint was made with a different --clip", le::rdf64(tr + kCkClip) == config_.grad_clip_norm},
+      {"checkpoint was made with a different minimum learning rate", le::rdf64(tr + kCkMinLr) == config_.min_lr_ratio},
+      {"checkpoint was made with a different --ema", le::rdf64(tr + kCkEma) == config_.ema_decay},
+  };
+  for (const Field& f : fields)
+    if (!f.same) return make_status(StatusCode::kInvalidArgument, f.what);
+  const uint8_t* blocks = tr + kCheckpointTrailerBytes;
+  if (crc32(blocks, 4 * P) != le::rd32(tr + kCkCrcM) || crc32(blocks + 4 * P, 4 * P) != le::rd32(tr + kCkCrcV) ||
+      crc32(blocks + 8 * P, 4 * P) != le::rd32(tr + kCkCrcEma))
+    return make_status(StatusCode::kChecksumMismatch, "checkpoint optimizer state checksum mismatch");
+  // The weights were validated by load_weights; tensor padding stays zero.
+  for (uint32_t i = 0; i < layout_.n_tensors; ++i)
+    memcpy(params_ + layout_.tensors[i].offset, w.model.tensors[i], 4 * layout_.tensors[i].count());
+  read_block(m_, blocks, P);
+  read_block(v_, blocks + 4 * P, P);
+  read_block(ema_, blocks + 8 * P, P);
+  step_ = le::rd64(tr + kCkStep);
+  return Status::Ok();
 }
 
 }  // namespace md

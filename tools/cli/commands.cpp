@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <cstdio>
 #include <algorithm>
@@ -155,9 +156,28 @@ const std::vector<FlagSpec> kTrainFlags = {
     {"hidden", "N", "hidden width (default: 128)"},
     {"n-data", "N", "points drawn from a built-in dataset (default: 100000)"},
     {"seed", "N", "random seed for data, initialisation and noise (default: 0)"},
+    {"checkpoint-every", "N", "write a checkpoint every N steps (atomically: temp file, fsync, rename)"},
+    {"checkpoint", "PATH", "checkpoint path (default: OUT.ckpt)"},
+    {"resume", "PATH", "continue from a checkpoint; the result is bit-identical to an uninterrupted run"},
     {"quiet", nullptr, "no progress output"},
     {"help", nullptr, "show this help"},
 };
+
+volatile std::sig_atomic_t g_interrupted = 0;
+extern "C" void on_sigint(int) { g_interrupted = 1; }
+
+bool save_checkpoint(const Trainer& trainer, const WeightsMeta& meta, uint32_t data_crc, const std::string& path,
+                     std::string* err) {
+  std::vector<uint8_t> bytes(checkpoint_bytes(trainer.desc()));
+  size_t written = 0;
+  const Status s = trainer.write_checkpoint(meta, data_crc, bytes.data(), bytes.size(), &written);
+  if (!s.ok()) {
+    *err = "cannot write checkpoint: " + describe(s);
+    return false;
+  }
+  bytes.resize(written);
+  return write_bytes(path, bytes, err);
+}
 
 int train_impl(const Args& args) {
   const char* cmd = "train";
@@ -172,7 +192,7 @@ int train_impl(const Args& args) {
   if (sched_name != "linear" && sched_name != "cosine")
     return fail(cmd, "--schedule must be linear or cosine, got '" + sched_name + "'", 2);
   const bool tutorial = model_name == "tutorial";
-  unsigned long long steps, batch, warmup, T, hidden, n_data, seed;
+  unsigned long long steps, batch, warmup, T, hidden, n_data, seed, checkpoint_every;
   double lr, wd, clip, ema, beta_start, beta_end;
   if (!args.u64("steps", 3000, 1, 100000000, &steps, &err) ||
       !args.u64("batch", 256, 1, 65536, &batch, &err) ||
@@ -181,6 +201,7 @@ int train_impl(const Args& args) {
       !args.u64("hidden", 128, 1, 4096, &hidden, &err) ||
       !args.u64("n-data", 100000, 1, 100000000, &n_data, &err) ||
       !args.u64("seed", 0, 0, ~0ull, &seed, &err) ||
+      !args.u64("checkpoint-every", 0, 1, 100000000, &checkpoint_every, &err) ||
       !args.f64("lr", 2e-3, 1e-8, 1.0, &lr, &err) ||
       !args.f64("weight-decay", 0.0, 0.0, 1.0, &wd, &err) ||
       !args.f64("clip", 1.0, 0.0, 1e6, &clip, &err) ||
@@ -226,6 +247,22 @@ int train_impl(const Args& args) {
   if (!s.ok()) return fail(cmd, describe(s));
   trainer.init_parameters(seed);
 
+  WeightsMeta meta;
+  meta.is_ema = args.has("no-ema") ? 0 : 1;
+  std::snprintf(meta.dataset, sizeof(meta.dataset), "%s", spec.label.c_str());
+  const uint32_t data_crc = crc32(data.values.data(), data.values.size() * sizeof(float));
+  const std::string checkpoint_path = args.str("checkpoint", args.str("out") + ".ckpt");
+  if (args.has("resume")) {
+    AlignedBuffer ckpt;
+    if (!read_file(args.str("resume"), &ckpt, &err)) return fail(cmd, err);
+    s = trainer.restore_checkpoint(ckpt.data(), ckpt.size, data_crc);
+    if (!s.ok()) return fail(cmd, "cannot resume from '" + args.str("resume") + "': " + describe(s));
+    if (trainer.steps_done() > steps)
+      return fail(cmd, "checkpoint is at step " + std::to_string(trainer.steps_done()) + ", past --steps " +
+                           std::to_string(steps), 2);
+  }
+  std::signal(SIGINT, on_sigint);
+
   const bool quiet = args.has("quiet");
   const bool tty = is_tty();
   if (!quiet)
@@ -237,13 +274,34 @@ int train_impl(const Args& args) {
   const auto start = Clock::now();
   auto last_print = start;
   double loss_avg = 0.0;
-  for (unsigned long long i = 0; i < steps; ++i) {
+  const unsigned long long first_step = trainer.steps_done();
+  if (first_step > 0) std::fprintf(stderr, "resumed at step %llu\n", first_step);
+  for (unsigned long long i = first_step; i < steps; ++i) {
+    if (g_interrupted) {
+      if (tty && !quiet) std::fputc('\n', stderr);
+      if (!save_checkpoint(trainer, meta, data_crc, checkpoint_path, &err)) return fail(cmd, err);
+      std::fprintf(stderr, "interrupted at step %llu: wrote %s; continue with --resume %s\n", i,
+                   checkpoint_path.c_str(), checkpoint_path.c_str());
+      return 130;
+    }
     float loss = 0.0f;
     s = trainer.step(data.values.data(), static_cast<uint32_t>(data.rows), &loss);
     if (!s.ok()) {
       if (tty && !quiet) std::fputc('\n', stderr);
-      return fail(cmd, "training stopped at step " + std::to_string(i + 1) + ": " + describe(s));
+      std::string where = describe(s);
+      if (s.code == StatusCode::kNonFinite && s.message[0] == 'g') {
+        const TensorDesc& td = trainer.model(false).layout.tensors[s.available];
+        static const char* kRoles[] = {"weight", "bias", "table"};
+        where = "gradients of tensor " + std::to_string(s.available) + " (layer " + std::to_string(td.layer) + " " +
+                layer_kind_name(trainer.desc().layers[td.layer].kind) + " " + kRoles[static_cast<uint32_t>(td.role)] +
+                ") are NaN or Inf";
+      }
+      return fail(cmd, "training stopped at step " + std::to_string(i + 1) + ": " + where +
+                           (checkpoint_every ? "; the last checkpoint is untouched" : ""));
     }
+    if (checkpoint_every && (i + 1) % checkpoint_every == 0 && i + 1 < steps &&
+        !save_checkpoint(trainer, meta, data_crc, checkpoint_path, &err))
+      return fail(cmd, err);
     loss_avg = i == 0 ? loss : 0.98 * loss_avg + 0.02 * loss;
     const auto now = Clock::now();
     const double since = std::chrono::duration<double>(now - last_print).count();
@@ -251,7 +309,7 @@ int train_impl(const Args& args) {
     if (!quiet && (last || since > (tty ? 0.2 : 5.0))) {
       last_print = now;
       const double elapsed = std::chrono::duration<double>(now - start).count();
-      const double rate = (i + 1) / (elapsed > 0 ? elapsed : 1e-9);
+      const double rate = (i + 1 - first_step) / (elapsed > 0 ? elapsed : 1e-9);
       const int filled = static_cast<int>(30.0 * (i + 1) / steps);
       std::string bar(filled, '#');
       bar.resize(30, '.');
@@ -263,10 +321,7 @@ int train_impl(const Args& args) {
   const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
   if (!quiet && tty) std::fputc('\n', stderr);
 
-  WeightsMeta meta;
-  meta.is_ema = args.has("no-ema") ? 0 : 1;
   meta.train_steps = static_cast<uint32_t>(steps > 0xFFFFFFFFull ? 0xFFFFFFFFull : steps);
-  std::snprintf(meta.dataset, sizeof(meta.dataset), "%s", spec.label.c_str());
   std::vector<uint8_t> file(weights_file_bytes(desc));
   size_t written = 0;
   s = write_weights(desc, schedule, meta, meta.is_ema ? trainer.ema() : trainer.params(), file.data(),
@@ -275,7 +330,7 @@ int train_impl(const Args& args) {
   if (!write_bytes(args.str("out"), file, &err)) return fail(cmd, err);
   if (!quiet)
     std::fprintf(stderr, "trained %llu steps in %s (%.0f steps/s), loss %.4f; wrote %s (%zu bytes)\n", steps,
-                 format_seconds(elapsed).c_str(), steps / (elapsed > 0 ? elapsed : 1e-9), loss_avg,
+                 format_seconds(elapsed).c_str(), (steps - first_step) / (elapsed > 0 ? elapsed : 1e-9), loss_avg,
                  args.str("out").c_str(), written);
   return 0;
 }

@@ -10,6 +10,7 @@
 #include "microdiffusion/arena.h"
 #include "microdiffusion/model.h"
 #include "microdiffusion/schedule.h"
+#include "microdiffusion/weights.h"
 
 namespace md {
 
@@ -60,6 +61,15 @@ constexpr size_t training_arena_bytes(const ModelDesc& d, uint32_t batch) {
   return arena_bytes_for(trainer_plan(d, batch).plan);
 }
 
+// A checkpoint holds everything a bit-identical resume needs: a .mdw file of
+// the raw weights, then a trailer (step, training settings, a fingerprint of
+// the data) and the Adam moments and EMA, each CRC-checked. The random
+// generator is counter-based, so (seed, step) is its whole state.
+constexpr size_t kCheckpointTrailerBytes = 256;
+constexpr size_t checkpoint_bytes(const ModelDesc& d) {
+  return weights_file_bytes(d) + kCheckpointTrailerBytes + 3 * sizeof(float) * static_cast<size_t>(param_layout(d).total_floats);
+}
+
 class Trainer {
  public:
   Status init(const ModelDesc& desc, const ScheduleDesc& schedule, const TrainConfig& config,
@@ -87,6 +97,13 @@ class Trainer {
   // Global norm of the last gradients before clipping.
   float last_grad_norm() const { return last_grad_norm_; }
 
+  // Save / restore the whole training state. `data_crc` fingerprints the
+  // training data (md::crc32 of its floats); restore refuses a checkpoint made
+  // with another model, schedule, settings or data, naming what differs.
+  Status write_checkpoint(const WeightsMeta& meta, uint32_t data_crc, uint8_t* out, size_t capacity,
+                          size_t* written) const;
+  Status restore_checkpoint(const void* data, size_t size, uint32_t data_crc);
+
   Model model(bool use_ema) const;
   const ModelDesc& desc() const { return desc_; }
   const Schedule& schedule() const { return schedule_; }
@@ -102,6 +119,7 @@ class Trainer {
 
  private:
   ModelDesc desc_;
+  ScheduleDesc schedule_desc_;
   ParamLayout layout_;
   Schedule schedule_;
   TrainConfig config_;
