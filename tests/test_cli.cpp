@@ -90,6 +90,14 @@ TEST_F(Cli, TrainSampleInspectRoundTrip) {
     r = run("sample --model " + model + " --n 3 --sampler " + smp);
     EXPECT_EQ(r.code, 0) << smp << "\n" << r.out;
   }
+  r = run("eval --model " + model + " --n 20");
+  ASSERT_EQ(r.code, 0) << r.out;
+  for (const char* key : {"nll_nats_per_dim=", "nll_bits_per_dim=", "nll_stderr=", "energy_distance=", "mmd="})
+    EXPECT_NE(r.out.find(key), std::string::npos) << key << "\n" << r.out;
+  r = run("eval --model " + model + " --n 20 --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out.front(), '{');
+  EXPECT_NE(r.out.find("\"nll_bits_per_dim\": "), std::string::npos) << r.out;
   r = run("inspect " + model);
   ASSERT_EQ(r.code, 0) << r.out;
   for (const char* s : {"version 1.0", "time_gate", "softplus", "arena bytes", "sampling", "training", "T=20", "moons"})
@@ -106,7 +114,7 @@ TEST_F(Cli, TrainsOnACsvFileOfAnyDimension) {
 }
 
 TEST_F(Cli, EveryCommandHasHelp) {
-  for (const char* c : {"train", "sample", "inspect"}) {
+  for (const char* c : {"train", "sample", "inspect", "eval"}) {
     const Result r = run(std::string(c) + " --help");
     EXPECT_EQ(r.code, 0) << c;
     EXPECT_NE(r.out.find("usage: microdiffusion"), std::string::npos) << c;
@@ -159,6 +167,8 @@ TEST_F(Cli, BadArgumentsGetAClearErrorAndNoOutputFile) {
       {"sample --model {dir}/m.mdw --spacing sections:12,12", 2, "more steps than it has"},
       {"sample --model {dir}/m.mdw --spacing 1,5 --steps 2", 2, "exclusive"},
       {"sample --model {dir}/m.mdw --threshold 1.5", 2, "--threshold must be"},
+      {"eval --model {dir}/m.mdw --decoder laplace", 2, "--decoder must be"},
+      {"eval --model {dir}/m.mdw --data {dir}/ragged.csv", 1, "ragged.csv:2"},
       {"inspect", 2, "expected one weight file"},
       {"inspect {dir}/junk.mdw", 1, "not a usable weight file"},
   };

@@ -7,5 +7,6 @@ namespace md::cli {
 int run_train(int argc, char** argv);
 int run_sample(int argc, char** argv);
 int run_inspect(int argc, char** argv);
+int run_eval(int argc, char** argv);
 
 }  // namespace md::cli

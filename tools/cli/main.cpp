@@ -11,6 +11,7 @@ const char kUsage[] =
     "commands:\n"
     "  train     train a denoiser on a built-in dataset or a CSV file, write a .mdw weight file\n"
     "  sample    draw samples from a .mdw file (CSV, scatter PNG, trajectory PNG)\n"
+    "  eval      score a model: variational bound (nats/bits per dim), energy distance, MMD\n"
     "  inspect   print a weight file's header, layers, tensors and arena sizes\n"
     "\n"
     "Run 'microdiffusion <command> --help' for the options of each command.\n";
@@ -29,6 +30,7 @@ int main(int argc, char** argv) {
   if (!std::strcmp(cmd, "train")) return md::cli::run_train(argc - 2, argv + 2);
   if (!std::strcmp(cmd, "sample")) return md::cli::run_sample(argc - 2, argv + 2);
   if (!std::strcmp(cmd, "inspect")) return md::cli::run_inspect(argc - 2, argv + 2);
+  if (!std::strcmp(cmd, "eval")) return md::cli::run_eval(argc - 2, argv + 2);
   std::fprintf(stderr, "microdiffusion: unknown command '%s'\n\n%s", cmd, kUsage);
   return 2;
 }
