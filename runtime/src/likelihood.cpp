@@ -28,7 +28,7 @@ double discretized_log_likelihood(double x, double mean, double log_var) {
 }  // namespace
 
 Status BoundEvaluator::init(const Model& model, const ScheduleDesc& schedule, Variance variance, Decoder decoder,
-                            uint32_t batch, Arena& arena) {
+                            uint32_t batch, Arena& arena, Prediction prediction) {
   MD_RETURN_IF_ERROR(validate_model(model.desc));
   if (schedule.T != model.desc.T)
     return make_status(StatusCode::kInvalidArgument, "schedule T differs from model T", schedule.T, model.desc.T);
@@ -36,6 +36,8 @@ Status BoundEvaluator::init(const Model& model, const ScheduleDesc& schedule, Va
   if (batch < 1 || batch > (1u << 20)) return make_status(StatusCode::kInvalidArgument, "batch must be in [1, 2^20]");
   if (variance != Variance::kFixedSmall && variance != Variance::kFixedLarge)
     return make_status(StatusCode::kInvalidArgument, "unknown variance");
+  if (static_cast<uint32_t>(prediction) >= kPredictionCount)
+    return make_status(StatusCode::kInvalidArgument, "unknown prediction type");
   if (decoder != Decoder::kGaussian && decoder != Decoder::kDiscretized8Bit)
     return make_status(StatusCode::kInvalidArgument, "unknown decoder");
   const BoundPlan bp = bound_plan(model.desc, batch);
@@ -45,6 +47,7 @@ Status BoundEvaluator::init(const Model& model, const ScheduleDesc& schedule, Va
   model_ = model;
   variance_ = variance;
   decoder_ = decoder;
+  prediction_ = prediction;
   batch_ = batch;
   x0_ = reinterpret_cast<float*>(base + bp.x0);
   xt_ = reinterpret_cast<float*>(base + bp.xt);
@@ -84,16 +87,17 @@ Status BoundEvaluator::evaluate(const float* x0, uint32_t n, uint64_t seed, uint
       }
       const float sa = schedule_.sqrt_alpha_bar[k], s1 = schedule_.sqrt_one_minus_alpha_bar[k];
       for (size_t i = 0; i < count; ++i) xt_[i] = sa * x0_[i] + s1 * eps_[i];
-      model_forward(model_, xt_, t_, rows, eps_, scratch_);  // eps_ now holds eps_theta
-      // p's mean is the posterior mean at x0_hat = (x_t - sqrt(1 - ab) eps_theta) / sqrt(ab).
+      model_forward(model_, xt_, t_, rows, eps_, scratch_);  // eps_ now holds the model output
+      // p's mean is the posterior mean at the model's x0_hat.
       const double c1 = schedule_.posterior_mean_coef1[k], c2 = schedule_.posterior_mean_coef2[k];
-      const double rab = schedule_.sqrt_recip_alpha_bar[k], rm1 = schedule_.sqrt_recipm1_alpha_bar[k];
       const double lv_p = log_variance(k);
       for (uint32_t r = 0; r < rows; ++r) {
         double term = 0.0;
         for (uint32_t j = 0; j < D; ++j) {
           const size_t i = static_cast<size_t>(r) * D + j;
-          const double x0_hat = rab * xt_[i] - rm1 * eps_[i];
+          float eps_hat, x0_f;
+          prediction_to_eps_x0(prediction_, eps_[i], xt_[i], sa, s1, &eps_hat, &x0_f);
+          const double x0_hat = x0_f;
           const double mean_p = c1 * x0_hat + c2 * xt_[i];
           if (k == 0) {  // L_0: the decoder p(x_0 | x_1)
             term -= decoder_ == Decoder::kGaussian

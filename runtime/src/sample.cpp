@@ -132,6 +132,8 @@ Status Sampler::init(const Model& model, const ScheduleDesc& schedule, const Sam
     return make_status(StatusCode::kInvalidArgument, "unknown sampler");
   if (config.variance != Variance::kFixedSmall && config.variance != Variance::kFixedLarge)
     return make_status(StatusCode::kInvalidArgument, "unknown variance");
+  if (static_cast<uint32_t>(config.prediction) >= kPredictionCount)
+    return make_status(StatusCode::kInvalidArgument, "unknown prediction type");
   if (!(config.eta >= 0.0f && config.eta <= 1.0f))
     return make_status(StatusCode::kInvalidArgument, "DDIM eta must be in [0, 1]");
   if (!(config.clip_x0 >= 0.0f && config.clip_x0 < 3.0e38f))
@@ -186,20 +188,20 @@ void Sampler::predict_eps(const float* x, uint32_t rows, uint32_t t, float* eps)
 void Sampler::denoise(uint32_t rows, uint32_t t) {
   const uint32_t D = model_.desc.D;
   const size_t n = static_cast<size_t>(rows) * D;
-  predict_eps(x_, rows, t, eps_);
+  predict_eps(x_, rows, t, eps_);  // the raw output y, converted in place below
   const double ab = schedule_.alpha_bar[t];
   const float sa = static_cast<float>(sqrt(ab)), s1 = static_cast<float>(sqrt(1.0 - ab));
-  const float inv_sa = static_cast<float>(1.0 / sqrt(ab));
-  for (size_t i = 0; i < n; ++i) x0_[i] = (x_[i] - s1 * eps_[i]) * inv_sa;
+  const Prediction p = config_.prediction;
+  for (size_t i = 0; i < n; ++i) prediction_to_eps_x0(p, eps_[i], x_[i], sa, s1, &eps_[i], &x0_[i]);
   const float clip = config_.clip_x0;
-  const float p = config_.dynamic_threshold;
-  if (clip <= 0.0f && p <= 0.0f) return;
+  const float q = config_.dynamic_threshold;
+  if (clip <= 0.0f && q <= 0.0f) return;
   for (uint32_t r = 0; r < rows; ++r) {
     float* x0 = x0_ + static_cast<size_t>(r) * D;
-    if (p > 0.0f) {
-      // Imagen: s = max(1, p-quantile of |x0_hat|); x0_hat = clamp(x0_hat, -s, s) / s.
+    if (q > 0.0f) {
+      // Imagen: s = max(1, q-quantile of |x0_hat|); x0_hat = clamp(x0_hat, -s, s) / s.
       for (uint32_t j = 0; j < D; ++j) noise_[j] = fabsf(x0[j]);
-      const uint32_t k = static_cast<uint32_t>(p * (D - 1));
+      const uint32_t k = static_cast<uint32_t>(q * (D - 1));
       std::nth_element(noise_, noise_ + k, noise_ + D);
       const float s = noise_[k] > 1.0f ? noise_[k] : 1.0f;
       for (uint32_t j = 0; j < D; ++j) x0[j] = fminf(fmaxf(x0[j], -s), s) / s;
@@ -219,7 +221,9 @@ Status Sampler::sample(uint64_t seed, uint32_t first, uint32_t n, float* out, St
   const uint32_t D = model_.desc.D;
   const uint32_t K = n_steps_;
   const uint32_t* ts = timesteps_;
-  const bool clipping = config_.clip_x0 > 0.0f || config_.dynamic_threshold > 0.0f;
+  // Algorithm 2's eps form applies when the output is eps and x0_hat is left alone.
+  const bool via_x0 = config_.clip_x0 > 0.0f || config_.dynamic_threshold > 0.0f ||
+                      config_.prediction != Prediction::kEpsilon;
   for (uint32_t done = 0; done < n; done += batch_) {
     const uint32_t rows = n - done < batch_ ? n - done : batch_;
     const uint32_t index0 = first + done;
@@ -248,7 +252,7 @@ Status Sampler::sample(uint64_t seed, uint32_t first, uint32_t n, float* out, St
           const double var = i == 0 ? 0.0
                              : config_.variance == Variance::kFixedLarge ? beta
                                                                          : beta * (1.0 - ab_prev) / (1.0 - ab);
-          if (clipping) {
+          if (via_x0) {
             denoise(rows, t);
             const float c1 = static_cast<float>(beta * sqrt(ab_prev) / (1.0 - ab));
             const float c2 = static_cast<float>((1.0 - ab_prev) * sqrt(1.0 - beta) / (1.0 - ab));

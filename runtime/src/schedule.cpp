@@ -20,6 +20,25 @@ const char* schedule_kind_name(ScheduleKind kind) {
   return "unknown";
 }
 
+const char* prediction_name(Prediction p) {
+  switch (p) {
+    case Prediction::kEpsilon: return "eps";
+    case Prediction::kX0: return "x0";
+    case Prediction::kV: return "v";
+  }
+  return "unknown";
+}
+
+bool prediction_from_name(const char* name, Prediction* out) {
+  for (uint32_t i = 0; i < kPredictionCount; ++i) {
+    const char* n = prediction_name(static_cast<Prediction>(i));
+    size_t k = 0;
+    while (n[k] && n[k] == name[k]) ++k;
+    if (n[k] == 0 && name[k] == 0) return *out = static_cast<Prediction>(i), true;
+  }
+  return false;
+}
+
 Status validate_schedule(const ScheduleDesc& d) {
   if (d.T < 1 || d.T > kMaxTimesteps)
     return make_status(StatusCode::kInvalidArgument, "T must be in [1, 100000]", d.T, kMaxTimesteps);

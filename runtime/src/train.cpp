@@ -21,6 +21,10 @@ Status Trainer::init(const ModelDesc& desc, const ScheduleDesc& schedule, const 
   if (!(config.beta1 >= 0.0 && config.beta1 < 1.0 && config.beta2 >= 0.0 && config.beta2 < 1.0 &&
         config.adam_eps > 0.0))
     return make_status(StatusCode::kInvalidArgument, "Adam needs 0 <= beta1, beta2 < 1 and eps > 0");
+  if (static_cast<uint32_t>(config.prediction) >= kPredictionCount)
+    return make_status(StatusCode::kInvalidArgument, "unknown prediction type");
+  if (!(config.min_snr_gamma >= 0.0))
+    return make_status(StatusCode::kInvalidArgument, "Min-SNR gamma must be >= 0");
   if (!(config.ema_decay >= 0.0 && config.ema_decay < 1.0))
     return make_status(StatusCode::kInvalidArgument, "EMA decay must be in [0, 1)");
   if (!(config.weight_decay >= 0.0) || !(config.grad_clip_norm >= 0.0) ||
@@ -109,6 +113,7 @@ double Trainer::learning_rate() const {
 
 Status Trainer::loss_and_gradients(const float* x0, const int32_t* t, const float* eps, float* loss) {
   const uint32_t B = config_.batch, D = desc_.D;
+  const Prediction pred_kind = config_.prediction;
   for (uint32_t b = 0; b < B; ++b) {
     if (t[b] < 0 || static_cast<uint32_t>(t[b]) >= desc_.T)
       return make_status(StatusCode::kInvalidArgument, "timestep out of range (row, value)", b,
@@ -117,6 +122,7 @@ Status Trainer::loss_and_gradients(const float* x0, const int32_t* t, const floa
     for (uint32_t j = 0; j < D; ++j) {
       const size_t i = static_cast<size_t>(b) * D + j;
       xt_[i] = a * x0[i] + s * eps[i];
+      d_out_[i] = prediction_target(pred_kind, x0[i], eps[i], a, s);  // the target, for now
     }
   }
   const Model m = bind_model(desc_, params_);
@@ -125,10 +131,21 @@ Status Trainer::loss_and_gradients(const float* x0, const int32_t* t, const floa
   const size_t n = static_cast<size_t>(B) * D;
   const float scale = 2.0f / static_cast<float>(n);
   double sum = 0.0;
-  for (size_t i = 0; i < n; ++i) {
-    const float diff = pred[i] - eps[i];
-    sum += static_cast<double>(diff) * diff;
-    d_out_[i] = scale * diff;
+  for (uint32_t b = 0; b < B; ++b) {
+    float w = 1.0f;
+    if (config_.min_snr_gamma > 0.0) {
+      const double ab = schedule_.alpha_bar[t[b]], snr = ab / (1.0 - ab);
+      const double clipped = snr < config_.min_snr_gamma ? snr : config_.min_snr_gamma;
+      w = static_cast<float>(pred_kind == Prediction::kEpsilon ? clipped / snr
+                             : pred_kind == Prediction::kX0    ? clipped
+                                                               : clipped / (snr + 1.0));
+    }
+    for (uint32_t j = 0; j < D; ++j) {
+      const size_t i = static_cast<size_t>(b) * D + j;
+      const float diff = pred[i] - d_out_[i];
+      sum += static_cast<double>(w) * diff * diff;
+      d_out_[i] = scale * w * diff;
+    }
   }
   *loss = static_cast<float>(sum / static_cast<double>(n));
   if (!(*loss - *loss == 0.0f))
@@ -222,7 +239,8 @@ constexpr uint8_t kCheckpointMagic[8] = {'M', 'D', 'C', 'K', 'P', 'T', '0', '1'}
 enum : size_t {
   kCkStep = 8, kCkFloats = 16, kCkDataCrc = 20, kCkCrcM = 24, kCkCrcV = 28, kCkCrcEma = 32, kCkBatch = 36,
   kCkWarmup = 40, kCkTotal = 44, kCkDecoupled = 48, kCkSeed = 56, kCkLr = 64, kCkBeta1 = 72, kCkBeta2 = 80,
-  kCkEps = 88, kCkWd = 96, kCkClip = 104, kCkMinLr = 112, kCkEma = 120, kCkTrailerCrc = 252,
+  kCkEps = 88, kCkWd = 96, kCkClip = 104, kCkMinLr = 112, kCkEma = 120, kCkPrediction = 128, kCkMinSnr = 136,
+  kCkTrailerCrc = 252,
 };
 
 void write_block(uint8_t* out, const float* v, size_t n) {
@@ -241,6 +259,7 @@ Status Trainer::write_checkpoint(const WeightsMeta& meta_in, uint32_t data_crc, 
     return make_status(StatusCode::kOutOfMemory, "output buffer too small for the checkpoint", total, capacity);
   WeightsMeta meta = meta_in;
   meta.is_ema = 0;
+  meta.prediction = config_.prediction;
   meta.train_steps = static_cast<uint32_t>(step_ > 0xFFFFFFFFull ? 0xFFFFFFFFull : step_);
   size_t n = 0;
   MD_RETURN_IF_ERROR(write_weights(desc_, schedule_desc_, meta, params_, out, capacity, &n));
@@ -271,6 +290,8 @@ Status Trainer::write_checkpoint(const WeightsMeta& meta_in, uint32_t data_crc, 
   le::wrf64(tr + kCkClip, config_.grad_clip_norm);
   le::wrf64(tr + kCkMinLr, config_.min_lr_ratio);
   le::wrf64(tr + kCkEma, config_.ema_decay);
+  le::wr32(tr + kCkPrediction, static_cast<uint32_t>(config_.prediction));
+  le::wrf64(tr + kCkMinSnr, config_.min_snr_gamma);
   le::wr32(tr + kCkTrailerCrc, crc32(tr, kCkTrailerCrc));
   *written = total;
   return Status::Ok();
@@ -316,6 +337,9 @@ Status Trainer::restore_checkpoint(const void* data, size_t size, uint32_t data_
       {"checkpoint was made with a different --clip", le::rdf64(tr + kCkClip) == config_.grad_clip_norm},
       {"checkpoint was made with a different minimum learning rate", le::rdf64(tr + kCkMinLr) == config_.min_lr_ratio},
       {"checkpoint was made with a different --ema", le::rdf64(tr + kCkEma) == config_.ema_decay},
+      {"checkpoint was made with a different --prediction",
+       le::rd32(tr + kCkPrediction) == static_cast<uint32_t>(config_.prediction)},
+      {"checkpoint was made with a different --min-snr", le::rdf64(tr + kCkMinSnr) == config_.min_snr_gamma},
   };
   for (const Field& f : fields)
     if (!f.same) return make_status(StatusCode::kInvalidArgument, f.what);

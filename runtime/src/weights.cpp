@@ -197,7 +197,7 @@ Status load_weights(const void* data, size_t size, LoadedWeights* out) {
     return make_status(StatusCode::kBadFormat, "schedule T differs from model T", w.schedule.T, desc.T);
   const uint32_t prediction = rd32(p + kOffPrediction);
   const uint32_t variance = rd32(p + kOffVariance);
-  if (prediction != 0) return make_status(StatusCode::kBadFormat, "unknown prediction type", prediction);
+  if (prediction >= kPredictionCount) return make_status(StatusCode::kBadFormat, "unknown prediction type", prediction);
   if (variance > 1) return make_status(StatusCode::kBadFormat, "unknown variance type", variance);
   w.meta.prediction = static_cast<Prediction>(prediction);
   w.meta.variance = static_cast<Variance>(variance);

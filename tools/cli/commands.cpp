@@ -156,6 +156,8 @@ const std::vector<FlagSpec> kTrainFlags = {
     {"hidden", "N", "hidden width (default: 128)"},
     {"n-data", "N", "points drawn from a built-in dataset (default: 100000)"},
     {"seed", "N", "random seed for data, initialisation and noise (default: 0)"},
+    {"prediction", "WHAT", "what the network predicts: eps | x0 | v (default: eps)"},
+    {"min-snr", "GAMMA", "Min-SNR-gamma loss weighting (default: off; 5 is the paper's choice)"},
     {"checkpoint-every", "N", "write a checkpoint every N steps (atomically: temp file, fsync, rename)"},
     {"checkpoint", "PATH", "checkpoint path (default: OUT.ckpt)"},
     {"resume", "PATH", "continue from a checkpoint; the result is bit-identical to an uninterrupted run"},
@@ -193,7 +195,7 @@ int train_impl(const Args& args) {
     return fail(cmd, "--schedule must be linear or cosine, got '" + sched_name + "'", 2);
   const bool tutorial = model_name == "tutorial";
   unsigned long long steps, batch, warmup, T, hidden, n_data, seed, checkpoint_every;
-  double lr, wd, clip, ema, beta_start, beta_end;
+  double lr, wd, clip, ema, beta_start, beta_end, min_snr;
   if (!args.u64("steps", 3000, 1, 100000000, &steps, &err) ||
       !args.u64("batch", 256, 1, 65536, &batch, &err) ||
       !args.u64("warmup", 100, 0, 100000000, &warmup, &err) ||
@@ -205,8 +207,12 @@ int train_impl(const Args& args) {
       !args.f64("lr", 2e-3, 1e-8, 1.0, &lr, &err) ||
       !args.f64("weight-decay", 0.0, 0.0, 1.0, &wd, &err) ||
       !args.f64("clip", 1.0, 0.0, 1e6, &clip, &err) ||
-      !args.f64("ema", 0.995, 0.0, 0.999999, &ema, &err))
+      !args.f64("ema", 0.995, 0.0, 0.999999, &ema, &err) ||
+      !args.f64("min-snr", 0.0, 0.0, 1e6, &min_snr, &err))
     return fail(cmd, err, 2);
+  Prediction prediction = Prediction::kEpsilon;
+  if (!prediction_from_name(args.str("prediction", "eps").c_str(), &prediction))
+    return fail(cmd, "--prediction must be eps, x0 or v, got '" + args.str("prediction") + "'", 2);
   ScheduleDesc schedule = sched_name == "cosine" ? cosine_schedule(static_cast<uint32_t>(T))
                                                  : linear_schedule(static_cast<uint32_t>(T));
   if (!args.f64("beta-start", schedule.beta_start, 1e-8, 0.999, &beta_start, &err) ||
@@ -237,6 +243,8 @@ int train_impl(const Args& args) {
   cfg.total_steps = args.has("no-cosine") ? 0 : static_cast<uint32_t>(steps);
   cfg.ema_decay = ema;
   cfg.seed = seed;
+  cfg.prediction = prediction;
+  cfg.min_snr_gamma = min_snr;
 
   const size_t arena_bytes = training_arena_bytes(desc, cfg.batch);
   AlignedBuffer arena_buf;
@@ -249,6 +257,7 @@ int train_impl(const Args& args) {
 
   WeightsMeta meta;
   meta.is_ema = args.has("no-ema") ? 0 : 1;
+  meta.prediction = prediction;
   std::snprintf(meta.dataset, sizeof(meta.dataset), "%s", spec.label.c_str());
   const uint32_t data_crc = crc32(data.values.data(), data.values.size() * sizeof(float));
   const std::string checkpoint_path = args.str("checkpoint", args.str("out") + ".ckpt");
@@ -476,6 +485,7 @@ int sample_impl(const Args& args) {
 
   SamplerConfig config;
   config.variance = variance;
+  config.prediction = w.meta.prediction;
   std::vector<uint32_t> explicit_steps;
   if (!parse_sampler_flags(args, w.model.desc.T, &config, &explicit_steps, &err)) return fail(cmd, err, 2);
 
@@ -571,8 +581,8 @@ int inspect_impl(const Args& args) {
   double alpha_bar = 1.0;
   for (uint32_t k = 0; k < w.schedule.T; ++k) alpha_bar *= 1.0 - schedule_beta(w.schedule, k);
   std::printf(", alpha_bar_T=%.3g\n", alpha_bar);
-  std::printf("weights: %s, prediction eps, sampler variance %s, %u training steps, data %s\n",
-              w.meta.is_ema ? "EMA" : "raw", w.meta.variance == Variance::kFixedLarge ? "large (beta)" : "small (beta tilde)",
+  std::printf("weights: %s, prediction %s, sampler variance %s, %u training steps, data %s\n",
+              w.meta.is_ema ? "EMA" : "raw", prediction_name(w.meta.prediction), w.meta.variance == Variance::kFixedLarge ? "large (beta)" : "small (beta tilde)",
               w.meta.train_steps, w.meta.dataset[0] ? w.meta.dataset : "(unknown)");
   std::printf("layers:\n");
   for (uint32_t l = 0; l < d.n_layers; ++l) {
@@ -672,7 +682,7 @@ int eval_impl(const Args& args) {
   Arena arena(arena_buf.data(), arena_buf.size);
   BoundEvaluator ev;
   Status s = ev.init(w.model, w.schedule, variance, decoder_name == "gaussian" ? Decoder::kGaussian : Decoder::kDiscretized8Bit,
-                     batch, arena);
+                     batch, arena, w.meta.prediction);
   if (!s.ok()) return fail(cmd, describe(s));
   std::vector<BoundTerms> terms(m);
   s = ev.evaluate(data.values.data(), m, seed, 0, terms.data());
@@ -692,7 +702,10 @@ int eval_impl(const Args& args) {
   sarena_buf.resize(sampling_arena_bytes(w.model.desc, batch));
   Arena sarena(sarena_buf.data(), sarena_buf.size);
   Sampler sampler;
-  s = sampler.init(w.model, w.schedule, variance, batch, sarena);
+  SamplerConfig sconfig;
+  sconfig.variance = variance;
+  sconfig.prediction = w.meta.prediction;
+  s = sampler.init(w.model, w.schedule, sconfig, batch, sarena);
   if (!s.ok()) return fail(cmd, describe(s));
   std::vector<float> samples(static_cast<size_t>(m) * D);
   s = sampler.sample(seed, 0, m, samples.data());

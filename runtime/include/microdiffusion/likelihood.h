@@ -51,7 +51,7 @@ class BoundEvaluator {
   // `variance` is the reverse process's: small (beta tilde, with t = 1 using
   // t = 2's, as improved-diffusion clips it) or large (beta, t = 1 using beta tilde_2).
   Status init(const Model& model, const ScheduleDesc& schedule, Variance variance, Decoder decoder, uint32_t batch,
-              Arena& arena);
+              Arena& arena, Prediction prediction = Prediction::kEpsilon);
   // Bounds for points x0 (n, D), indices [first, first + n), into terms[n].
   Status evaluate(const float* x0, uint32_t n, uint64_t seed, uint32_t first, BoundTerms* terms);
 
@@ -61,6 +61,7 @@ class BoundEvaluator {
   Schedule schedule_;
   Variance variance_ = Variance::kFixedSmall;
   Decoder decoder_ = Decoder::kGaussian;
+  Prediction prediction_ = Prediction::kEpsilon;
   uint32_t batch_ = 0;
   float *x0_ = nullptr, *xt_ = nullptr, *eps_ = nullptr, *scratch_ = nullptr;
   int32_t* t_ = nullptr;

@@ -40,6 +40,7 @@ struct SamplerConfig {
   uint32_t n_timesteps = 0;
   float eta = 0.0f;                     // ddim only
   Variance variance = Variance::kFixedSmall;  // ddpm only
+  Prediction prediction = Prediction::kEpsilon;  // what the model outputs (the weight file says)
   float clip_x0 = 0.0f;                 // > 0: clamp x0_hat to [-clip_x0, clip_x0]
   float dynamic_threshold = 0.0f;       // in (0, 1): Imagen's percentile thresholding of x0_hat
 };

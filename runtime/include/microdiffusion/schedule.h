@@ -62,6 +62,29 @@ enum class Variance : uint32_t {
   kFixedLarge = 1,  // sigma^2 = beta
 };
 
+// What the network predicts. With a = sqrt(alpha_bar_t), s = sqrt(1 - alpha_bar_t)
+// and x_t = a x_0 + s eps:
+//   epsilon: y = eps             x_0 = (x_t - s y) / a
+//   x0:      y = x_0             eps = (x_t - a y) / s
+//   v:       y = a eps - s x_0   x_0 = a x_t - s y,  eps = s x_t + a y   (Salimans & Ho 2022)
+enum class Prediction : uint32_t { kEpsilon = 0, kX0 = 1, kV = 2 };
+constexpr uint32_t kPredictionCount = 3;
+const char* prediction_name(Prediction p);
+bool prediction_from_name(const char* name, Prediction* out);
+
+// The one place the parameterisations convert: eps and x0 from the output y.
+inline void prediction_to_eps_x0(Prediction p, float y, float x_t, float a, float s, float* eps, float* x0) {
+  switch (p) {
+    case Prediction::kX0: *x0 = y; *eps = (x_t - a * y) / s; return;
+    case Prediction::kV: *x0 = a * x_t - s * y; *eps = s * x_t + a * y; return;
+    default: *eps = y; *x0 = (x_t - s * y) / a; return;
+  }
+}
+// The training target for the parameterisation, given x_0 and eps.
+inline float prediction_target(Prediction p, float x0, float eps, float a, float s) {
+  return p == Prediction::kX0 ? x0 : p == Prediction::kV ? a * eps - s * x0 : eps;
+}
+
 // Views into float tables of length T (owned by the arena).
 struct Schedule {
   uint32_t T = 0;

@@ -2,7 +2,9 @@
 // weights, entirely inside the arena:
 //   t ~ U{0..T-1}, eps ~ N(0, I), x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps
 //   L_simple = mean over batch and dimensions of (eps - eps_theta(x_t, t))^2
-// (PyTorch's F.mse_loss with its default mean reduction).
+// (PyTorch's F.mse_loss with its default mean reduction). The target is eps,
+// x_0 or v by TrainConfig::prediction; Min-SNR-gamma weights each example by
+// min(SNR, gamma) / SNR (eps), min(SNR, gamma) (x_0) or min(SNR, gamma) / (SNR + 1) (v).
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -25,7 +27,9 @@ struct TrainConfig {
   uint32_t warmup_steps = 0;            // linear warmup from lr/warmup to lr
   uint32_t total_steps = 0;             // cosine decay over this many steps (0: constant lr)
   double min_lr_ratio = 0.0;          // cosine floor as a fraction of lr
-  double ema_decay = 0.995;           // 0: EMA equals the weights
+  double ema_decay = 0.995;
+  Prediction prediction = Prediction::kEpsilon;  // what the network learns to output
+  double min_snr_gamma = 0.0;  // > 0: Min-SNR-gamma loss weights (Hang et al. 2023)           // 0: EMA equals the weights
   uint64_t seed = 0;
 };
 

@@ -19,7 +19,6 @@ constexpr size_t kWeightsFixedHeaderBytes = 128;
 constexpr size_t kWeightsLayerRecordBytes = 32;
 constexpr size_t kWeightsTensorRecordBytes = 32;
 
-enum class Prediction : uint32_t { kEpsilon = 0 };
 enum class TensorDType : uint32_t { kF32 = 0 };
 
 // What the file says about how its weights were made and should be sampled.
