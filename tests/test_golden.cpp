@@ -173,6 +173,19 @@ struct ScheduleCase {
   md::ScheduleDesc desc;
 };
 
+md::ScheduleDesc scaled_linear(uint32_t T, float start, float end) {
+  md::ScheduleDesc d = md::linear_schedule(T);
+  d.kind = md::ScheduleKind::kScaledLinear;
+  d.beta_start = start;
+  d.beta_end = end;
+  return d;
+}
+md::ScheduleDesc sigmoid(uint32_t T, float start, float end) {
+  md::ScheduleDesc d = scaled_linear(T, start, end);
+  d.kind = md::ScheduleKind::kSigmoid;
+  return d;
+}
+
 std::vector<ScheduleCase> schedule_cases() {
   md::ScheduleDesc ho;  // the struct's defaults: Ho et al.'s linear 1e-4 .. 0.02, T = 1000
   ho.T = 1000;
@@ -180,7 +193,9 @@ std::vector<ScheduleCase> schedule_cases() {
           {"linear_200", md::linear_schedule(200)},
           {"linear_10", md::linear_schedule(10)},
           {"cosine_1000", md::cosine_schedule(1000)},
-          {"cosine_50", md::cosine_schedule(50)}};
+          {"cosine_50", md::cosine_schedule(50)},
+          {"scaled_linear_1000", scaled_linear(1000, 0.00085f, 0.012f)},
+          {"sigmoid_100", sigmoid(100, 1e-5f, 1e-2f)}};
 }
 
 TEST(Golden, ScheduleTablesMatchFloat64Reference) {

@@ -16,8 +16,26 @@ const char* schedule_kind_name(ScheduleKind kind) {
   switch (kind) {
     case ScheduleKind::kLinear: return "linear";
     case ScheduleKind::kCosine: return "cosine";
+    case ScheduleKind::kScaledLinear: return "scaled-linear";
+    case ScheduleKind::kSigmoid: return "sigmoid";
   }
   return "unknown";
+}
+
+bool schedule_kind_from_name(const char* name, ScheduleKind* out) {
+  for (uint32_t i = 0; i < kScheduleKindCount; ++i) {
+    const char* n = schedule_kind_name(static_cast<ScheduleKind>(i));
+    size_t k = 0;
+    while (n[k] && n[k] == name[k]) ++k;
+    if (n[k] == 0 && name[k] == 0) return *out = static_cast<ScheduleKind>(i), true;
+  }
+  return false;
+}
+
+double terminal_alpha_bar(const ScheduleDesc& desc) {
+  double ab = 1.0;
+  for (uint32_t k = 0; k < desc.T; ++k) ab *= 1.0 - schedule_beta(desc, k);
+  return ab;
 }
 
 const char* prediction_name(Prediction p) {
@@ -44,9 +62,11 @@ Status validate_schedule(const ScheduleDesc& d) {
     return make_status(StatusCode::kInvalidArgument, "T must be in [1, 100000]", d.T, kMaxTimesteps);
   switch (d.kind) {
     case ScheduleKind::kLinear:
+    case ScheduleKind::kScaledLinear:
+    case ScheduleKind::kSigmoid:
       if (!(d.beta_start > 0.0f && d.beta_end >= d.beta_start && d.beta_end < 1.0f))
         return make_status(StatusCode::kInvalidArgument,
-                           "linear schedule needs 0 < beta_start <= beta_end < 1");
+                           "linear, scaled-linear and sigmoid schedules need 0 < beta_start <= beta_end < 1");
       break;
     case ScheduleKind::kCosine:
       if (!(d.cosine_s >= 0.0f && d.cosine_s < 1.0f && d.max_beta > 0.0f && d.max_beta < 1.0f))
@@ -68,9 +88,13 @@ double schedule_beta(const ScheduleDesc& d, uint32_t k) {
     return beta < d.max_beta ? beta : static_cast<double>(d.max_beta);
   }
   if (d.T == 1) return d.beta_start;
-  // Same as numpy.linspace(beta_start, beta_end, T) in float64.
-  const double start = d.beta_start, end = d.beta_end;
-  return start + (end - start) * (k / (T - 1.0));
+  const double start = d.beta_start, end = d.beta_end, u = k / (T - 1.0);  // numpy.linspace in float64
+  if (d.kind == ScheduleKind::kScaledLinear) {
+    const double r = sqrt(start) + (sqrt(end) - sqrt(start)) * u;
+    return r * r;
+  }
+  if (d.kind == ScheduleKind::kSigmoid) return start + (end - start) / (1.0 + exp(-(-6.0 + 12.0 * u)));
+  return start + (end - start) * u;
 }
 
 Status build_schedule(const ScheduleDesc& d, float* storage, Schedule* out) {

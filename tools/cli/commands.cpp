@@ -150,7 +150,7 @@ const std::vector<FlagSpec> kTrainFlags = {
     {"ema", "X", "EMA decay of the weights (default: 0.995)"},
     {"no-ema", nullptr, "write the raw weights instead of their EMA"},
     {"T", "N", "diffusion steps (default: 200 for default, 100 for tutorial)"},
-    {"schedule", "NAME", "linear | cosine (default: linear)"},
+    {"schedule", "NAME", "linear | cosine | scaled-linear | sigmoid (default: linear)"},
     {"beta-start", "X", "linear schedule first beta (default: 1e-4 * 1000/T)"},
     {"beta-end", "X", "linear schedule last beta (default: 0.02 * 1000/T)"},
     {"hidden", "N", "hidden width (default: 128)"},
@@ -191,8 +191,9 @@ int train_impl(const Args& args) {
   if (model_name != "default" && model_name != "tutorial")
     return fail(cmd, "--model must be default or tutorial, got '" + model_name + "'", 2);
   const std::string sched_name = args.str("schedule", "linear");
-  if (sched_name != "linear" && sched_name != "cosine")
-    return fail(cmd, "--schedule must be linear or cosine, got '" + sched_name + "'", 2);
+  ScheduleKind sched_kind = ScheduleKind::kLinear;
+  if (!schedule_kind_from_name(sched_name.c_str(), &sched_kind))
+    return fail(cmd, "--schedule must be linear, cosine, scaled-linear or sigmoid, got '" + sched_name + "'", 2);
   const bool tutorial = model_name == "tutorial";
   unsigned long long steps, batch, warmup, T, hidden, n_data, seed, checkpoint_every;
   double lr, wd, clip, ema, beta_start, beta_end, min_snr;
@@ -213,8 +214,9 @@ int train_impl(const Args& args) {
   Prediction prediction = Prediction::kEpsilon;
   if (!prediction_from_name(args.str("prediction", "eps").c_str(), &prediction))
     return fail(cmd, "--prediction must be eps, x0 or v, got '" + args.str("prediction") + "'", 2);
-  ScheduleDesc schedule = sched_name == "cosine" ? cosine_schedule(static_cast<uint32_t>(T))
-                                                 : linear_schedule(static_cast<uint32_t>(T));
+  ScheduleDesc schedule = sched_kind == ScheduleKind::kCosine ? cosine_schedule(static_cast<uint32_t>(T))
+                                                              : linear_schedule(static_cast<uint32_t>(T));
+  schedule.kind = sched_kind;
   if (!args.f64("beta-start", schedule.beta_start, 1e-8, 0.999, &beta_start, &err) ||
       !args.f64("beta-end", schedule.beta_end, 1e-8, 0.999, &beta_end, &err))
     return fail(cmd, err, 2);
@@ -222,6 +224,9 @@ int train_impl(const Args& args) {
   schedule.beta_end = static_cast<float>(beta_end);
   Status s = validate_schedule(schedule);
   if (!s.ok()) return fail(cmd, describe(s), 2);
+  if (terminal_alpha_bar(schedule) > kTerminalAlphaBarWarning)
+    std::fprintf(stderr, "warning: alpha_bar_T = %.3g is far from 0: q(x_T | x_0) is not close to the N(0, I) that "
+                 "sampling starts from (raise --T or --beta-end)\n", terminal_alpha_bar(schedule));
 
   const DataSpec spec = parse_data_spec(args.str("data"));
   Table data;
@@ -574,13 +579,13 @@ int inspect_impl(const Args& args) {
   std::printf("model: D=%u T=%u, %u layers, %u tensors, %u parameters\n", d.D, d.T, d.n_layers,
               w.model.layout.n_tensors, parameter_count(d));
   std::printf("schedule: %s", schedule_kind_name(w.schedule.kind));
-  if (w.schedule.kind == ScheduleKind::kLinear)
+  if (w.schedule.kind != ScheduleKind::kCosine)
     std::printf(" beta %.6g -> %.6g", w.schedule.beta_start, w.schedule.beta_end);
   else
     std::printf(" s=%.6g max_beta=%.6g", w.schedule.cosine_s, w.schedule.max_beta);
-  double alpha_bar = 1.0;
-  for (uint32_t k = 0; k < w.schedule.T; ++k) alpha_bar *= 1.0 - schedule_beta(w.schedule, k);
-  std::printf(", alpha_bar_T=%.3g\n", alpha_bar);
+  const double alpha_bar = terminal_alpha_bar(w.schedule);
+  std::printf(", alpha_bar_T=%.3g%s\n", alpha_bar,
+              alpha_bar > kTerminalAlphaBarWarning ? " (warning: far from 0, the prior does not match q(x_T | x_0))" : "");
   std::printf("weights: %s, prediction %s, sampler variance %s, %u training steps, data %s\n",
               w.meta.is_ema ? "EMA" : "raw", prediction_name(w.meta.prediction), w.meta.variance == Variance::kFixedLarge ? "large (beta)" : "small (beta tilde)",
               w.meta.train_steps, w.meta.dataset[0] ? w.meta.dataset : "(unknown)");

@@ -71,6 +71,11 @@ def schedule_betas(p):
     T = p["T"]
     if p["kind"] == "linear":
         return np.linspace(p["beta_start"], p["beta_end"], T, dtype=np.float64)
+    if p["kind"] == "scaled-linear":  # diffusers' "scaled_linear"
+        return np.linspace(p["beta_start"] ** 0.5, p["beta_end"] ** 0.5, T, dtype=np.float64) ** 2
+    if p["kind"] == "sigmoid":  # the swiss-roll tutorial's make_beta_schedule('sigmoid')
+        u = np.linspace(-6, 6, T, dtype=np.float64)
+        return 1.0 / (1.0 + np.exp(-u)) * (p["beta_end"] - p["beta_start"]) + p["beta_start"]
     # improved-diffusion's betas_for_alpha_bar with its cosine alpha_bar.
     s = p["cosine_s"]
 
@@ -474,6 +479,9 @@ SCHEDULES = [
     ("linear_10", linear_schedule_params(10)),      # scaled, beta_end capped at 0.999
     ("cosine_1000", cosine_schedule_params(1000)),
     ("cosine_50", cosine_schedule_params(50)),
+    ("scaled_linear_1000", dict(linear_schedule_params(1000), kind="scaled-linear", beta_start=f32(0.00085),
+                                beta_end=f32(0.012))),
+    ("sigmoid_100", dict(linear_schedule_params(100), kind="sigmoid", beta_start=f32(1e-5), beta_end=f32(1e-2))),
 ]
 
 

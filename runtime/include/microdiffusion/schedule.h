@@ -21,7 +21,10 @@ namespace md {
 enum class ScheduleKind : uint32_t {
   kLinear = 0,  // beta linear from beta_start to beta_end (Ho et al.)
   kCosine = 1,  // alpha_bar = cos^2(((t/T + s)/(1 + s)) pi/2), beta capped (Nichol & Dhariwal)
+  kScaledLinear = 2,  // sqrt(beta) linear from sqrt(beta_start) to sqrt(beta_end) (Stable Diffusion)
+  kSigmoid = 3,       // beta_start + (beta_end - beta_start) sigmoid(linspace(-6, 6, T)) (the swiss-roll tutorial)
 };
+constexpr uint32_t kScheduleKindCount = 4;
 
 struct ScheduleDesc {
   ScheduleKind kind = ScheduleKind::kLinear;
@@ -112,6 +115,12 @@ constexpr size_t plan_schedule(Plan& plan, uint32_t T) {
 }
 
 Status validate_schedule(const ScheduleDesc& desc);
+bool schedule_kind_from_name(const char* name, ScheduleKind* out);
+
+// alpha_bar at the last step; far from 0 means the prior N(0, I) is far from
+// q(x_T | x_0) and samples start from the wrong distribution.
+double terminal_alpha_bar(const ScheduleDesc& desc);
+constexpr double kTerminalAlphaBarWarning = 0.01;
 
 // Fill the tables in `storage` (kScheduleTables * T floats) and point `out` at them.
 Status build_schedule(const ScheduleDesc& desc, float* storage, Schedule* out);
