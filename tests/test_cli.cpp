@@ -111,6 +111,9 @@ TEST_F(Cli, TrainsOnACsvFileOfAnyDimension) {
   r = run("sample --model " + dir + "/m.mdw --n 2");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find(","), std::string::npos);
+  r = run("sample --model " + dir + "/m.mdw --n 5 --png " + dir + "/grid.png --image-shape 1x3");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(slurp(dir + "/grid.png").substr(1, 3), "PNG");
 }
 
 TEST_F(Cli, EveryCommandHasHelp) {
@@ -169,6 +172,7 @@ TEST_F(Cli, BadArgumentsGetAClearErrorAndNoOutputFile) {
       {"sample --model {dir}/m.mdw --threshold 1.5", 2, "--threshold must be"},
       {"eval --model {dir}/m.mdw --decoder laplace", 2, "--decoder must be"},
       {"eval --model {dir}/m.mdw --data {dir}/ragged.csv", 1, "ragged.csv:2"},
+      {"sample --model {dir}/m.mdw --png {dir}/o.png --image-shape 3x3", 2, "H*W = D = 2"},
       {"inspect", 2, "expected one weight file"},
       {"inspect {dir}/junk.mdw", 1, "not a usable weight file"},
   };

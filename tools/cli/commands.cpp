@@ -367,8 +367,31 @@ const std::vector<FlagSpec> kSampleFlags = {
     {"threshold", "P", "dynamic thresholding of the predicted x0 at percentile P in (0, 1) (default: off)"},
     {"variance", "NAME", "ddpm variance: small (beta tilde) | large (beta) (default: the file's)"},
     {"batch", "N", "rows sampled at once (default: 256)"},
+    {"image-shape", "HxW", "with --png: draw each sample as an H x W grayscale image in a grid (H*W = D)"},
     {"help", nullptr, "show this help"},
 };
+
+// Samples as grayscale images in a grid; values are mapped from [-1, 1] to
+// black..white (clamped), as image diffusion models scale their data.
+tools::Canvas image_grid(const float* samples, size_t n, uint32_t H, uint32_t W) {
+  const size_t shown = n < 256 ? n : 256;
+  const int cols = static_cast<int>(std::ceil(std::sqrt(static_cast<double>(shown))));
+  const int rows = static_cast<int>((shown + cols - 1) / cols);
+  const int scale = static_cast<int>(std::max<uint32_t>(1, 64 / std::max(H, W)));
+  const int cell_w = static_cast<int>(W) * scale + 2, cell_h = static_cast<int>(H) * scale + 2;
+  tools::Canvas c = tools::make_canvas(cols * cell_w, rows * cell_h);
+  for (size_t i = 0; i < shown; ++i) {
+    const int x0 = static_cast<int>(i % cols) * cell_w + 1, y0 = static_cast<int>(i / cols) * cell_h + 1;
+    for (uint32_t y = 0; y < H; ++y)
+      for (uint32_t x = 0; x < W; ++x) {
+        const float v = samples[i * H * W + y * W + x];
+        const float u = std::fmin(1.0f, std::fmax(0.0f, 0.5f * (v + 1.0f)));
+        const uint8_t g = static_cast<uint8_t>(std::lround(255.0f * u));
+        tools::fill_rect(c, x0 + static_cast<int>(x) * scale, y0 + static_cast<int>(y) * scale, scale, scale, g, g, g);
+      }
+  }
+  return c;
+}
 
 // --sampler/--steps/--spacing/--eta/--clip/--threshold into a SamplerConfig.
 bool parse_sampler_flags(const Args& args, uint32_t T, SamplerConfig* config, std::vector<uint32_t>* explicit_steps,
@@ -493,6 +516,19 @@ int sample_impl(const Args& args) {
   config.prediction = w.meta.prediction;
   std::vector<uint32_t> explicit_steps;
   if (!parse_sampler_flags(args, w.model.desc.T, &config, &explicit_steps, &err)) return fail(cmd, err, 2);
+  uint32_t image_h = 0, image_w = 0;
+  if (args.has("image-shape")) {
+    const std::string shape = args.str("image-shape");
+    const size_t xpos = shape.find('x');
+    char* e1 = nullptr;
+    char* e2 = nullptr;
+    const unsigned long h = xpos == std::string::npos ? 0 : std::strtoul(shape.substr(0, xpos).c_str(), &e1, 10);
+    const unsigned long wd = xpos == std::string::npos ? 0 : std::strtoul(shape.substr(xpos + 1).c_str(), &e2, 10);
+    if (xpos == std::string::npos || *e1 != '\0' || *e2 != '\0' || h == 0 || wd == 0 || h * wd != D)
+      return fail(cmd, "--image-shape must be HxW with H*W = D = " + std::to_string(D) + ", got '" + shape + "'", 2);
+    image_h = static_cast<uint32_t>(h);
+    image_w = static_cast<uint32_t>(wd);
+  }
 
   const uint32_t b = static_cast<uint32_t>(batch < n ? batch : n);
   const size_t arena_bytes = sampling_arena_bytes(w.model.desc, b);
@@ -539,7 +575,10 @@ int sample_impl(const Args& args) {
     std::fprintf(stderr, "energy_distance=%.6f (first %zu samples vs %zu points of %s)\n", ed, m, reference.rows,
                  spec.label.c_str());
   }
-  if (args.has("png")) {
+  if (args.has("png") && image_h) {
+    const tools::Canvas c = image_grid(samples.data(), n, image_h, image_w);
+    if (!write_bytes(args.str("png"), tools::encode_png_rgb(c.rgb.data(), c.w, c.h), &err)) return fail(cmd, err);
+  } else if (args.has("png")) {
     const tools::View view = tools::fit_view(reference.rows ? reference.values.data() : samples.data(),
                                              reference.rows ? reference.rows : n, static_cast<int>(D), 0.1f);
     const tools::Canvas c = tools::scatter(view, 640, 640, reference.values.data(), reference.rows,
