@@ -116,6 +116,18 @@ TEST_F(Cli, TrainsOnACsvFileOfAnyDimension) {
   EXPECT_EQ(slurp(dir + "/grid.png").substr(1, 3), "PNG");
 }
 
+TEST_F(Cli, ConditionalTrainingAndGuidedSampling) {
+  const std::string model = dir + "/c.mdw";
+  Result r = run("train --data 8gaussians --conditional --hidden 16 --T 20 --steps 5 --batch 8 --quiet --out " + model);
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = run("inspect " + model);
+  EXPECT_NE(r.out.find("conditional on 8 classes"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("label_add"), std::string::npos) << r.out;
+  r = run("sample --model " + model + " --n 4 --label 7 --guidance 1.5");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("(40 model evaluations)"), std::string::npos) << r.out;  // 20 steps, two passes each
+}
+
 TEST_F(Cli, EveryCommandHasHelp) {
   for (const char* c : {"train", "sample", "inspect", "eval"}) {
     const Result r = run(std::string(c) + " --help");
@@ -173,6 +185,9 @@ TEST_F(Cli, BadArgumentsGetAClearErrorAndNoOutputFile) {
       {"eval --model {dir}/m.mdw --decoder laplace", 2, "--decoder must be"},
       {"eval --model {dir}/m.mdw --data {dir}/ragged.csv", 1, "ragged.csv:2"},
       {"sample --model {dir}/m.mdw --png {dir}/o.png --image-shape 3x3", 2, "H*W = D = 2"},
+      {"train --data swissroll --conditional --out {dir}/o.mdw", 2, "--conditional needs a labelled"},
+      {"sample --model {dir}/m.mdw --label 1", 2, "label out of range"},
+      {"sample --model {dir}/m.mdw --guidance 2", 2, "--guidance needs --label"},
       {"inspect", 2, "expected one weight file"},
       {"inspect {dir}/junk.mdw", 1, "not a usable weight file"},
   };

@@ -30,7 +30,7 @@ double act(Activation a, double x) {
 
 // Reference forward in double, straight from the layer definitions in model.h.
 std::vector<double> forward_double(const ModelDesc& d, const std::vector<double>& p, const std::vector<double>& x,
-                                   const std::vector<int32_t>& t, uint32_t B) {
+                                   const std::vector<int32_t>& t, uint32_t B, const std::vector<int32_t>& labels) {
   const md::ParamLayout lay = md::param_layout(d);
   auto tensor = [&](uint32_t l, md::TensorRole r) {
     for (uint32_t i = 0; i < lay.n_tensors; ++i)
@@ -92,6 +92,11 @@ std::vector<double> forward_double(const ModelDesc& d, const std::vector<double>
           for (uint32_t i = 0; i < L.out; ++i) yb[i] = hb[i] + E[i];
           break;
         }
+        case LayerKind::kLabelAdd: {
+          const double* C = tensor(l, md::TensorRole::kTable) + static_cast<size_t>(labels[b]) * L.out;
+          for (uint32_t i = 0; i < L.out; ++i) yb[i] = hb[i] + C[i];
+          break;
+        }
       }
     }
     h.swap(y);
@@ -101,8 +106,9 @@ std::vector<double> forward_double(const ModelDesc& d, const std::vector<double>
 }
 
 double loss_double(const ModelDesc& d, const std::vector<double>& p, const std::vector<double>& x,
-                   const std::vector<int32_t>& t, const std::vector<double>& target, uint32_t B) {
-  const std::vector<double> y = forward_double(d, p, x, t, B);
+                   const std::vector<int32_t>& t, const std::vector<double>& target, uint32_t B,
+                   const std::vector<int32_t>& labels) {
+  const std::vector<double> y = forward_double(d, p, x, t, B, labels);
   double s = 0;
   for (size_t i = 0; i < y.size(); ++i) s += (y[i] - target[i]) * (y[i] - target[i]);
   return s / y.size();
@@ -120,6 +126,7 @@ ModelDesc single_layer(LayerKind kind, Activation a, uint32_t D = 3, uint32_t T 
   if (kind == LayerKind::kResidual) b.residual(a);
   if (kind == LayerKind::kTimeGate) b.time_gate(5);
   if (kind == LayerKind::kTimeAdd) b.time_add();
+  if (kind == LayerKind::kLabelAdd) b.label_add(3);
   if (kind == LayerKind::kLinear) b.linear(7);
   b.linear(D);
   return b.d;
@@ -136,6 +143,8 @@ std::vector<Case> cases() {
   }
   c.push_back({"time_gate", single_layer(LayerKind::kTimeGate, Activation::kIdentity)});
   c.push_back({"time_add", single_layer(LayerKind::kTimeAdd, Activation::kIdentity)});
+  c.push_back({"label_add", single_layer(LayerKind::kLabelAdd, Activation::kIdentity)});
+  c.push_back({"conditional_default", md::with_label_embedding(md::preset_default(2, 9, 10, 6, 2), 4)});
   c.push_back({"tutorial", md::preset_tutorial(2, 7, 12)});
   c.push_back({"default", md::preset_default(2, 9, 10, 6, 2)});
   return c;
@@ -159,23 +168,26 @@ TEST_P(LayerGradients, ForwardMatchesDoubleAndBackwardMatchesFiniteDifferences) 
   std::vector<float> xf(static_cast<size_t>(B) * d.D), target(xf.size());
   md::gaussian_fill(7, md::RngStream::kTrainNoise, 0, 0, xf.data(), xf.size());
   md::gaussian_fill(8, md::RngStream::kTrainNoise, 0, 0, target.data(), target.size());
-  std::vector<int32_t> t(B);
-  for (uint32_t b = 0; b < B; ++b) t[b] = static_cast<int32_t>((3 * b + 1) % d.T);
+  std::vector<int32_t> t(B), labels(B);
+  for (uint32_t b = 0; b < B; ++b) {
+    t[b] = static_cast<int32_t>((3 * b + 1) % d.T);
+    labels[b] = static_cast<int32_t>(b % (d.n_classes + 1));  // includes the "no label" row
+  }
 
   // Runtime forward + backward.
   const md::Model m = md::bind_model(d, pf.data());
   std::vector<float> tape(md::tape_layout(d, B).total_floats), scratch(md::backward_scratch_floats(d, B));
-  md::model_forward_train(m, xf.data(), t.data(), B, tape.data());
+  md::model_forward_train(m, xf.data(), t.data(), B, tape.data(), labels.data());
   const float* y = md::tape_output(d, B, tape.data());
   std::vector<float> y_infer(xf.size()), scratch_f(md::forward_scratch_floats(d, B));
-  md::model_forward(m, xf.data(), t.data(), B, y_infer.data(), scratch_f.data());
+  md::model_forward(m, xf.data(), t.data(), B, y_infer.data(), scratch_f.data(), labels.data());
   std::vector<float> dy(xf.size());
   for (size_t i = 0; i < dy.size(); ++i) dy[i] = 2.0f * (y[i] - target[i]) / dy.size();
   std::vector<float> grads(lay.total_floats, 0.0f);
-  md::model_backward(m, t.data(), B, tape.data(), dy.data(), grads.data(), scratch.data());
+  md::model_backward(m, t.data(), B, tape.data(), dy.data(), grads.data(), scratch.data(), labels.data());
 
   std::vector<double> p(pf.begin(), pf.end()), x(xf.begin(), xf.end()), tg(target.begin(), target.end());
-  const std::vector<double> yd = forward_double(d, p, x, t, B);
+  const std::vector<double> yd = forward_double(d, p, x, t, B, labels);
   for (size_t i = 0; i < yd.size(); ++i) {
     // float32 forward vs double: a few ulp per layer.
     EXPECT_NEAR(y[i], yd[i], 1e-5 * (1 + std::fabs(yd[i]))) << c.name << " output " << i;
@@ -190,9 +202,9 @@ TEST_P(LayerGradients, ForwardMatchesDoubleAndBackwardMatchesFiniteDifferences) 
       const size_t k = td.offset + j;
       const double keep = p[k];
       p[k] = keep + h;
-      const double lp = loss_double(d, p, x, t, tg, B);
+      const double lp = loss_double(d, p, x, t, tg, B, labels);
       p[k] = keep - h;
-      const double lm = loss_double(d, p, x, t, tg, B);
+      const double lm = loss_double(d, p, x, t, tg, B, labels);
       p[k] = keep;
       const double fd = (lp - lm) / (2 * h);
       // Analytic float gradients: relative 1e-4 of the gradient scale.

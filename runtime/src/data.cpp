@@ -50,7 +50,17 @@ bool dataset_from_name(const char* name, Dataset* out) {
   return false;
 }
 
-void make_dataset(Dataset d, uint64_t seed, uint32_t first, uint32_t n, float* out) {
+uint32_t dataset_classes(Dataset d) {
+  switch (d) {
+    case Dataset::kEightGaussians: return 8;
+    case Dataset::kMoons: return 2;
+    case Dataset::kCircles: return 2;
+    case Dataset::kCheckerboard: return 8;
+    default: return 0;
+  }
+}
+
+void make_dataset(Dataset d, uint64_t seed, uint32_t first, uint32_t n, float* out, int32_t* labels) {
   const uint32_t kind = static_cast<uint32_t>(d);
   for (uint32_t r = 0; r < n; ++r) {
     const uint32_t i = first + r;
@@ -58,6 +68,7 @@ void make_dataset(Dataset d, uint64_t seed, uint32_t first, uint32_t n, float* o
     uniform_fill(seed, RngStream::kDataset, i, 2 * kind, u, 4);
     gaussian_fill(seed, RngStream::kDataset, i, 2 * kind + 1, z, 4);
     double x = 0.0, y = 0.0;
+    int32_t label = 0;
     switch (d) {
       case Dataset::kSwissRoll: {
         const double s = 1.5 * kPi * (1.0 + 2.0 * u[0]);
@@ -67,7 +78,8 @@ void make_dataset(Dataset d, uint64_t seed, uint32_t first, uint32_t n, float* o
       }
       case Dataset::kMoons: {
         const double a = kPi * u[0];
-        if (u[1] < 0.5f) {
+        label = u[1] < 0.5f ? 0 : 1;
+        if (label == 0) {
           x = cos(a);
           y = sin(a);
         } else {
@@ -80,13 +92,15 @@ void make_dataset(Dataset d, uint64_t seed, uint32_t first, uint32_t n, float* o
       }
       case Dataset::kEightGaussians: {
         const int k = static_cast<int>(u[0] * 8.0f) & 7;
+        label = k;
         x = 2.0 * cos(2.0 * kPi * k / 8.0) + 0.1 * z[0];
         y = 2.0 * sin(2.0 * kPi * k / 8.0) + 0.1 * z[1];
         break;
       }
       case Dataset::kCircles: {
         const double a = 2.0 * kPi * u[0];
-        const double radius = u[1] < 0.5f ? 1.0 : 0.5;
+        label = u[1] < 0.5f ? 0 : 1;
+        const double radius = label == 0 ? 1.0 : 0.5;
         x = radius * cos(a) + 0.03 * z[0];
         y = radius * sin(a) + 0.03 * z[1];
         break;
@@ -99,11 +113,13 @@ void make_dataset(Dataset d, uint64_t seed, uint32_t first, uint32_t n, float* o
         const double shift = fmod(floor(x1), 2.0);
         x = x1;
         y = x2 + (shift < 0 ? shift + 2.0 : shift);
+        label = static_cast<int32_t>(floor(x1 + 2.0)) * 2 + (u[2] < 0.5f ? 1 : 0);
         break;
       }
     }
     out[2 * static_cast<size_t>(r)] = static_cast<float>(x);
     out[2 * static_cast<size_t>(r) + 1] = static_cast<float>(y);
+    if (labels) labels[r] = label;
   }
 }
 

@@ -83,7 +83,7 @@ Status BoundEvaluator::evaluate(const float* x0, uint32_t n, uint64_t seed, uint
     for (uint32_t k = 0; k < T; ++k) {
       for (uint32_t r = 0; r < rows; ++r) {
         t_[r] = static_cast<int32_t>(k);
-        gaussian_fill(seed, RngStream::kTrainNoise, first + done + r, 0x80000000u | k, eps_ + static_cast<size_t>(r) * D, D);
+        gaussian_fill(seed, RngStream::kBound, first + done + r, k, eps_ + static_cast<size_t>(r) * D, D);
       }
       const float sa = schedule_.sqrt_alpha_bar[k], s1 = schedule_.sqrt_one_minus_alpha_bar[k];
       for (size_t i = 0; i < count; ++i) xt_[i] = sa * x0_[i] + s1 * eps_[i];

@@ -15,6 +15,7 @@ const char* layer_kind_name(LayerKind k) {
     case LayerKind::kResidual: return "residual";
     case LayerKind::kTimeGate: return "time_gate";
     case LayerKind::kTimeAdd: return "time_add";
+    case LayerKind::kLabelAdd: return "label_add";
   }
   return "unknown";
 }
@@ -62,6 +63,11 @@ Status validate_model(const ModelDesc& d) {
         if (!(L.x_scale == L.x_scale) || L.x_scale - L.x_scale != 0.0f)
           return make_status(StatusCode::kNonFinite, "embed x_scale is not finite", l);
         break;
+      case LayerKind::kLabelAdd:
+        if (d.n_classes < 1 || d.n_classes > 65536)
+          return make_status(StatusCode::kInvalidArgument, "a label layer needs 1 to 65536 classes", l, d.n_classes);
+        if (L.out != L.in) return make_status(StatusCode::kInvalidArgument, "this layer keeps its width", l);
+        break;
       case LayerKind::kActivation:
       case LayerKind::kResidual:
       case LayerKind::kTimeAdd:
@@ -75,12 +81,13 @@ Status validate_model(const ModelDesc& d) {
         return make_status(StatusCode::kInvalidArgument, "unknown layer kind", l);
     }
     if (L.kind != LayerKind::kEmbed && L.kind != LayerKind::kActivation) {
-      params += static_cast<uint64_t>(L.in) * L.out + L.out + static_cast<uint64_t>(d.T) * L.out;
+      params += static_cast<uint64_t>(L.in) * L.out + L.out + static_cast<uint64_t>(d.T + d.n_classes + 1) * L.out;
     }
     width = L.out;
   }
   if (width != d.D)
     return make_status(StatusCode::kInvalidArgument, "the last layer must output D values", width, d.D);
+  if (d.n_classes > 65536) return make_status(StatusCode::kInvalidArgument, "too many classes", d.n_classes, 65536);
   if (params > (1ull << 30))
     return make_status(StatusCode::kInvalidArgument, "too many parameters", params, 1ull << 30);
   return Status::Ok();
@@ -151,10 +158,23 @@ void add_rows(float* y, const float* h, const float* table, const int32_t* t, ui
   }
 }
 
+// y (B, w) = h + C[label]; a null `labels` or an out-of-range label means the "no label" row.
+void add_label_rows(float* y, const float* h, const float* table, const int32_t* labels, uint32_t n_classes,
+                    uint32_t batch, uint32_t w) {
+  for (uint32_t b = 0; b < batch; ++b) {
+    const uint32_t row = labels && labels[b] >= 0 && static_cast<uint32_t>(labels[b]) < n_classes
+                             ? static_cast<uint32_t>(labels[b]) : n_classes;
+    const float* c = table + static_cast<size_t>(row) * w;
+    const float* hb = h + static_cast<size_t>(b) * w;
+    float* yb = y + static_cast<size_t>(b) * w;
+    for (uint32_t i = 0; i < w; ++i) yb[i] = hb[i] + c[i];
+  }
+}
+
 // One layer forward. `preact` receives z = hW + b for layers that keep it
 // (and must be a separate buffer from y and h).
 void layer_forward(const Model& m, uint32_t l, const float* h, const int32_t* t, uint32_t batch,
-                   float* y, float* preact) {
+                   float* y, float* preact, const int32_t* labels) {
   const LayerDesc& L = m.desc.layers[l];
   const int B = static_cast<int>(batch), in = static_cast<int>(L.in), out = static_cast<int>(L.out);
   const size_t n = static_cast<size_t>(batch) * L.out;
@@ -180,30 +200,34 @@ void layer_forward(const Model& m, uint32_t l, const float* h, const int32_t* t,
     case LayerKind::kTimeAdd:
       add_rows(y, h, m.tensor(l, TensorRole::kTable), t, batch, L.out);
       break;
+    case LayerKind::kLabelAdd:
+      add_label_rows(y, h, m.tensor(l, TensorRole::kTable), labels, m.desc.n_classes, batch, L.out);
+      break;
   }
 }
 
 }  // namespace
 
 void model_forward(const Model& m, const float* x, const int32_t* t, uint32_t batch, float* out,
-                   float* scratch) {
+                   float* scratch, const int32_t* labels) {
   const size_t stride = static_cast<size_t>(batch) * max_width(m.desc);
   float* buf[2] = {scratch, scratch + stride};
   float* preact = scratch + 2 * stride;
   const float* h = x;
   for (uint32_t l = 0; l < m.desc.n_layers; ++l) {
     float* y = (l + 1 == m.desc.n_layers) ? out : buf[l % 2];
-    layer_forward(m, l, h, t, batch, y, preact);
+    layer_forward(m, l, h, t, batch, y, preact, labels);
     h = y;
   }
 }
 
-void model_forward_train(const Model& m, const float* x, const int32_t* t, uint32_t batch, float* tape) {
+void model_forward_train(const Model& m, const float* x, const int32_t* t, uint32_t batch, float* tape,
+                         const int32_t* labels) {
   const TapeLayout tl = tape_layout(m.desc, batch);
   const float* h = x;
   for (uint32_t l = 0; l < m.desc.n_layers; ++l) {
     float* y = tape + tl.output[l];
-    layer_forward(m, l, h, t, batch, y, tape + tl.preact[l]);
+    layer_forward(m, l, h, t, batch, y, tape + tl.preact[l], labels);
     h = y;
   }
 }
@@ -213,7 +237,7 @@ const float* tape_output(const ModelDesc& d, uint32_t batch, const float* tape) 
 }
 
 void model_backward(const Model& m, const int32_t* t, uint32_t batch, const float* tape,
-                    const float* d_out, float* grads, float* scratch) {
+                    const float* d_out, float* grads, float* scratch, const int32_t* labels) {
   const ModelDesc& d = m.desc;
   const TapeLayout tl = tape_layout(d, batch);
   const size_t stride = static_cast<size_t>(batch) * max_width(d);
@@ -280,6 +304,19 @@ void model_backward(const Model& m, const int32_t* t, uint32_t batch, const floa
           const size_t row = static_cast<size_t>(b) * L.out;
           float* de = d_table + static_cast<size_t>(t[b]) * L.out;
           for (uint32_t i = 0; i < L.out; ++i) de[i] += d_cur[row + i];
+        }
+        memcpy(d_prev, d_cur, n * sizeof(float));
+        break;
+      }
+      case LayerKind::kLabelAdd: {
+        float* d_table = grad_of(l, TensorRole::kTable);
+        const uint32_t C = d.n_classes;
+        for (uint32_t b = 0; b < batch; ++b) {
+          const size_t row = static_cast<size_t>(b) * L.out;
+          const uint32_t c = labels && labels[b] >= 0 && static_cast<uint32_t>(labels[b]) < C
+                                 ? static_cast<uint32_t>(labels[b]) : C;
+          float* dc = d_table + static_cast<size_t>(c) * L.out;
+          for (uint32_t i = 0; i < L.out; ++i) dc[i] += d_cur[row + i];
         }
         memcpy(d_prev, d_cur, n * sizeof(float));
         break;

@@ -134,6 +134,13 @@ Status Sampler::init(const Model& model, const ScheduleDesc& schedule, const Sam
     return make_status(StatusCode::kInvalidArgument, "unknown variance");
   if (static_cast<uint32_t>(config.prediction) >= kPredictionCount)
     return make_status(StatusCode::kInvalidArgument, "unknown prediction type");
+  if (config.label < -1 || (config.label >= 0 && static_cast<uint32_t>(config.label) >= model.desc.n_classes))
+    return make_status(StatusCode::kInvalidArgument, "label out of range (label, classes)",
+                       static_cast<uint64_t>(static_cast<int64_t>(config.label)), model.desc.n_classes);
+  if (!(config.guidance >= 0.0f && config.guidance <= 100.0f))
+    return make_status(StatusCode::kInvalidArgument, "guidance scale must be in [0, 100]");
+  if (config.guidance > 0.0f && config.label < 0)
+    return make_status(StatusCode::kInvalidArgument, "guidance needs a label");
   if (!(config.eta >= 0.0f && config.eta <= 1.0f))
     return make_status(StatusCode::kInvalidArgument, "DDIM eta must be in [0, 1]");
   if (!(config.clip_x0 >= 0.0f && config.clip_x0 < 3.0e38f))
@@ -168,19 +175,35 @@ Status Sampler::init(const Model& model, const ScheduleDesc& schedule, const Sam
   x0_ = reinterpret_cast<float*>(base + sp.x0);
   prev_x0_ = reinterpret_cast<float*>(base + sp.prev_x0);
   aux_ = reinterpret_cast<float*>(base + sp.aux);
+  guide_ = reinterpret_cast<float*>(base + sp.guide);
   t_ = reinterpret_cast<int32_t*>(base + sp.t);
+  labels_ = reinterpret_cast<int32_t*>(base + sp.labels);
   noise_ = reinterpret_cast<float*>(base + sp.noise);
   scratch_ = reinterpret_cast<float*>(base + sp.scratch);
   return Status::Ok();
 }
 
 uint32_t Sampler::evaluations() const {
-  return config_.kind == SamplerKind::kOdeHeun ? 2 * n_steps_ - 1 : n_steps_;
+  const uint32_t calls = config_.kind == SamplerKind::kOdeHeun ? 2 * n_steps_ - 1 : n_steps_;
+  return config_.guidance > 0.0f ? 2 * calls : calls;
 }
 
+// The model output at (x, t) for the configured label, with classifier-free
+// guidance when asked: y = y_c + w (y_c - y_u).
 void Sampler::predict_eps(const float* x, uint32_t rows, uint32_t t, float* eps) {
-  for (uint32_t r = 0; r < rows; ++r) t_[r] = static_cast<int32_t>(t);
-  model_forward(model_, x, t_, rows, eps, scratch_);
+  const int32_t none = static_cast<int32_t>(model_.desc.n_classes);
+  for (uint32_t r = 0; r < rows; ++r) {
+    t_[r] = static_cast<int32_t>(t);
+    labels_[r] = config_.label >= 0 ? config_.label : none;
+  }
+  model_forward(model_, x, t_, rows, eps, scratch_, labels_);
+  if (config_.guidance > 0.0f) {
+    for (uint32_t r = 0; r < rows; ++r) labels_[r] = none;
+    model_forward(model_, x, t_, rows, guide_, scratch_, labels_);
+    const float w = config_.guidance;
+    const size_t n = static_cast<size_t>(rows) * model_.desc.D;
+    for (size_t i = 0; i < n; ++i) eps[i] += w * (eps[i] - guide_[i]);
+  }
 }
 
 // eps_ = eps_theta(x_, t) and x0_ = x0_hat, clipped or thresholded if asked;

@@ -23,6 +23,8 @@ Status Trainer::init(const ModelDesc& desc, const ScheduleDesc& schedule, const 
     return make_status(StatusCode::kInvalidArgument, "Adam needs 0 <= beta1, beta2 < 1 and eps > 0");
   if (static_cast<uint32_t>(config.prediction) >= kPredictionCount)
     return make_status(StatusCode::kInvalidArgument, "unknown prediction type");
+  if (!(config.label_dropout >= 0.0 && config.label_dropout <= 1.0))
+    return make_status(StatusCode::kInvalidArgument, "label dropout must be in [0, 1]");
   if (!(config.min_snr_gamma >= 0.0))
     return make_status(StatusCode::kInvalidArgument, "Min-SNR gamma must be >= 0");
   if (!(config.ema_decay >= 0.0 && config.ema_decay < 1.0))
@@ -49,6 +51,7 @@ Status Trainer::init(const ModelDesc& desc, const ScheduleDesc& schedule, const 
   xt_ = reinterpret_cast<float*>(base + tp.xt);
   eps_ = reinterpret_cast<float*>(base + tp.eps);
   t_ = reinterpret_cast<int32_t*>(base + tp.t);
+  labels_ = reinterpret_cast<int32_t*>(base + tp.labels);
   bits_ = reinterpret_cast<uint32_t*>(base + tp.bits);
   d_out_ = reinterpret_cast<float*>(base + tp.d_out);
   tape_ = reinterpret_cast<float*>(base + tp.tape);
@@ -111,9 +114,14 @@ double Trainer::learning_rate() const {
   return lr;
 }
 
-Status Trainer::loss_and_gradients(const float* x0, const int32_t* t, const float* eps, float* loss) {
+Status Trainer::loss_and_gradients(const float* x0, const int32_t* t, const float* eps, float* loss,
+                                   const int32_t* labels) {
   const uint32_t B = config_.batch, D = desc_.D;
   const Prediction pred_kind = config_.prediction;
+  if (labels != nullptr)
+    for (uint32_t b = 0; b < B; ++b)
+      if (labels[b] < 0 || static_cast<uint32_t>(labels[b]) > desc_.n_classes)
+        return make_status(StatusCode::kInvalidArgument, "label out of range (row, classes)", b, desc_.n_classes);
   for (uint32_t b = 0; b < B; ++b) {
     if (t[b] < 0 || static_cast<uint32_t>(t[b]) >= desc_.T)
       return make_status(StatusCode::kInvalidArgument, "timestep out of range (row, value)", b,
@@ -126,7 +134,7 @@ Status Trainer::loss_and_gradients(const float* x0, const int32_t* t, const floa
     }
   }
   const Model m = bind_model(desc_, params_);
-  model_forward_train(m, xt_, t, B, tape_);
+  model_forward_train(m, xt_, t, B, tape_, labels);
   const float* pred = tape_output(desc_, B, tape_);
   const size_t n = static_cast<size_t>(B) * D;
   const float scale = 2.0f / static_cast<float>(n);
@@ -151,7 +159,7 @@ Status Trainer::loss_and_gradients(const float* x0, const int32_t* t, const floa
   if (!(*loss - *loss == 0.0f))
     return make_status(StatusCode::kNonFinite, "loss is NaN or Inf (step)", step_ + 1);
   memset(grads_, 0, sizeof(float) * layout_.total_floats);
-  model_backward(m, t, B, tape_, d_out_, grads_, scratch_);
+  model_backward(m, t, B, tape_, d_out_, grads_, scratch_, labels);
   return Status::Ok();
 }
 
@@ -212,25 +220,33 @@ Status Trainer::apply_gradients() {
   return Status::Ok();
 }
 
-Status Trainer::step_on(const float* x0, const int32_t* t, const float* eps, float* loss) {
-  MD_RETURN_IF_ERROR(loss_and_gradients(x0, t, eps, loss));
+Status Trainer::step_on(const float* x0, const int32_t* t, const float* eps, float* loss, const int32_t* labels) {
+  MD_RETURN_IF_ERROR(loss_and_gradients(x0, t, eps, loss, labels));
   return apply_gradients();
 }
 
-Status Trainer::step(const float* data, uint32_t rows, float* loss) {
+Status Trainer::step(const float* data, uint32_t rows, float* loss, const int32_t* labels) {
   if (params_ == nullptr) return make_status(StatusCode::kInvalidArgument, "trainer used before init");
   if (data == nullptr || rows == 0) return make_status(StatusCode::kInvalidArgument, "no training data");
   const uint32_t B = config_.batch, D = desc_.D;
   const uint32_t lo = static_cast<uint32_t>(step_), hi = static_cast<uint32_t>(step_ >> 32);
   const uint64_t seed = config_.seed;
   bits_fill(seed, RngStream::kTrainIndex, lo, hi, bits_, B);
-  for (uint32_t b = 0; b < B; ++b)
-    memcpy(x0_ + static_cast<size_t>(b) * D, data + static_cast<size_t>(bounded_from_bits(bits_[b], rows)) * D,
-           D * sizeof(float));
+  const bool conditional = desc_.n_classes > 0 && labels != nullptr;
+  for (uint32_t b = 0; b < B; ++b) {
+    const uint32_t row = bounded_from_bits(bits_[b], rows);
+    memcpy(x0_ + static_cast<size_t>(b) * D, data + static_cast<size_t>(row) * D, D * sizeof(float));
+    labels_[b] = conditional ? labels[row] : static_cast<int32_t>(desc_.n_classes);
+  }
+  if (conditional) {  // classifier-free guidance: drop labels at random
+    bits_fill(seed, RngStream::kTrainLabel, lo, hi, bits_, B);
+    for (uint32_t b = 0; b < B; ++b)
+      if (uniform_from_bits(bits_[b]) < config_.label_dropout) labels_[b] = static_cast<int32_t>(desc_.n_classes);
+  }
   bits_fill(seed, RngStream::kTrainTime, lo, hi, bits_, B);
   for (uint32_t b = 0; b < B; ++b) t_[b] = static_cast<int32_t>(bounded_from_bits(bits_[b], desc_.T));
   gaussian_fill(seed, RngStream::kTrainNoise, lo, hi, eps_, static_cast<size_t>(B) * D);
-  return step_on(x0_, t_, eps_, loss);
+  return step_on(x0_, t_, eps_, loss, desc_.n_classes > 0 ? labels_ : nullptr);
 }
 
 namespace {
@@ -240,6 +256,7 @@ enum : size_t {
   kCkStep = 8, kCkFloats = 16, kCkDataCrc = 20, kCkCrcM = 24, kCkCrcV = 28, kCkCrcEma = 32, kCkBatch = 36,
   kCkWarmup = 40, kCkTotal = 44, kCkDecoupled = 48, kCkSeed = 56, kCkLr = 64, kCkBeta1 = 72, kCkBeta2 = 80,
   kCkEps = 88, kCkWd = 96, kCkClip = 104, kCkMinLr = 112, kCkEma = 120, kCkPrediction = 128, kCkMinSnr = 136,
+  kCkLabelDropout = 144,
   kCkTrailerCrc = 252,
 };
 
@@ -292,6 +309,7 @@ Status Trainer::write_checkpoint(const WeightsMeta& meta_in, uint32_t data_crc, 
   le::wrf64(tr + kCkEma, config_.ema_decay);
   le::wr32(tr + kCkPrediction, static_cast<uint32_t>(config_.prediction));
   le::wrf64(tr + kCkMinSnr, config_.min_snr_gamma);
+  le::wrf64(tr + kCkLabelDropout, config_.label_dropout);
   le::wr32(tr + kCkTrailerCrc, crc32(tr, kCkTrailerCrc));
   *written = total;
   return Status::Ok();
@@ -303,7 +321,8 @@ Status Trainer::restore_checkpoint(const void* data, size_t size, uint32_t data_
   MD_RETURN_IF_ERROR(load_weights(data, size, &w));
   const uint8_t* p = static_cast<const uint8_t*>(data);
   // The embedded weight file must describe exactly this trainer's model and schedule.
-  bool same_model = w.model.desc.D == desc_.D && w.model.desc.T == desc_.T && w.model.desc.n_layers == desc_.n_layers;
+  bool same_model = w.model.desc.D == desc_.D && w.model.desc.T == desc_.T && w.model.desc.n_layers == desc_.n_layers &&
+                    w.model.desc.n_classes == desc_.n_classes;
   for (uint32_t l = 0; same_model && l < desc_.n_layers; ++l)
     same_model = memcmp(&w.model.desc.layers[l], &desc_.layers[l], sizeof(LayerDesc)) == 0;
   if (!same_model) return make_status(StatusCode::kInvalidArgument, "checkpoint holds a different model");
@@ -340,6 +359,7 @@ Status Trainer::restore_checkpoint(const void* data, size_t size, uint32_t data_
       {"checkpoint was made with a different --prediction",
        le::rd32(tr + kCkPrediction) == static_cast<uint32_t>(config_.prediction)},
       {"checkpoint was made with a different --min-snr", le::rdf64(tr + kCkMinSnr) == config_.min_snr_gamma},
+      {"checkpoint was made with a different --label-dropout", le::rdf64(tr + kCkLabelDropout) == config_.label_dropout},
   };
   for (const Field& f : fields)
     if (!f.same) return make_status(StatusCode::kInvalidArgument, f.what);

@@ -47,7 +47,8 @@ enum : size_t {
   kOffMagic = 0, kOffMajor = 8, kOffMinor = 10, kOffHeaderBytes = 12, kOffFileBytes = 16,
   kOffD = 24, kOffT = 28, kOffLayers = 32, kOffTensors = 36, kOffSchedKind = 40, kOffSchedT = 44,
   kOffBetaStart = 48, kOffBetaEnd = 52, kOffCosineS = 56, kOffMaxBeta = 60, kOffPrediction = 64,
-  kOffVariance = 68, kOffIsEma = 72, kOffTrainSteps = 76, kOffDataset = 80, kOffHeaderCrc = 124,
+  kOffVariance = 68, kOffIsEma = 72, kOffTrainSteps = 76, kOffDataset = 80, kOffClasses = 112,
+  kOffHeaderCrc = 124,
 };
 
 // The header CRC covers the fixed header before its CRC field and the layer
@@ -91,6 +92,7 @@ Status write_weights(const ModelDesc& desc, const ScheduleDesc& schedule, const 
   wr64(out + kOffFileBytes, total);
   wr32(out + kOffD, desc.D);
   wr32(out + kOffT, desc.T);
+  wr32(out + kOffClasses, desc.n_classes);
   wr32(out + kOffLayers, desc.n_layers);
   wr32(out + kOffTensors, layout.n_tensors);
   wr32(out + kOffSchedKind, static_cast<uint32_t>(schedule.kind));
@@ -172,6 +174,7 @@ Status load_weights(const void* data, size_t size, LoadedWeights* out) {
   ModelDesc desc;
   desc.D = rd32(p + kOffD);
   desc.T = rd32(p + kOffT);
+  desc.n_classes = rd32(p + kOffClasses);
   desc.n_layers = n_layers;
   const uint8_t* rec = p + kWeightsFixedHeaderBytes;
   for (uint32_t l = 0; l < n_layers; ++l, rec += kWeightsLayerRecordBytes) {

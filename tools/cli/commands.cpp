@@ -157,6 +157,8 @@ const std::vector<FlagSpec> kTrainFlags = {
     {"n-data", "N", "points drawn from a built-in dataset (default: 100000)"},
     {"seed", "N", "random seed for data, initialisation and noise (default: 0)"},
     {"prediction", "WHAT", "what the network predicts: eps | x0 | v (default: eps)"},
+    {"conditional", nullptr, "class-conditional model on a labelled built-in set (8gaussians, moons, circles, checkerboard)"},
+    {"label-dropout", "P", "conditional: chance a label is dropped, for classifier-free guidance (default: 0.1)"},
     {"min-snr", "GAMMA", "Min-SNR-gamma loss weighting (default: off; 5 is the paper's choice)"},
     {"checkpoint-every", "N", "write a checkpoint every N steps (atomically: temp file, fsync, rename)"},
     {"checkpoint", "PATH", "checkpoint path (default: OUT.ckpt)"},
@@ -196,7 +198,7 @@ int train_impl(const Args& args) {
     return fail(cmd, "--schedule must be linear, cosine, scaled-linear or sigmoid, got '" + sched_name + "'", 2);
   const bool tutorial = model_name == "tutorial";
   unsigned long long steps, batch, warmup, T, hidden, n_data, seed, checkpoint_every;
-  double lr, wd, clip, ema, beta_start, beta_end, min_snr;
+  double lr, wd, clip, ema, beta_start, beta_end, min_snr, label_dropout;
   if (!args.u64("steps", 3000, 1, 100000000, &steps, &err) ||
       !args.u64("batch", 256, 1, 65536, &batch, &err) ||
       !args.u64("warmup", 100, 0, 100000000, &warmup, &err) ||
@@ -209,7 +211,8 @@ int train_impl(const Args& args) {
       !args.f64("weight-decay", 0.0, 0.0, 1.0, &wd, &err) ||
       !args.f64("clip", 1.0, 0.0, 1e6, &clip, &err) ||
       !args.f64("ema", 0.995, 0.0, 0.999999, &ema, &err) ||
-      !args.f64("min-snr", 0.0, 0.0, 1e6, &min_snr, &err))
+      !args.f64("min-snr", 0.0, 0.0, 1e6, &min_snr, &err) ||
+      !args.f64("label-dropout", 0.1, 0.0, 1.0, &label_dropout, &err))
     return fail(cmd, err, 2);
   Prediction prediction = Prediction::kEpsilon;
   if (!prediction_from_name(args.str("prediction", "eps").c_str(), &prediction))
@@ -229,12 +232,22 @@ int train_impl(const Args& args) {
                  "sampling starts from (raise --T or --beta-end)\n", terminal_alpha_bar(schedule));
 
   const DataSpec spec = parse_data_spec(args.str("data"));
+  const bool conditional = args.has("conditional");
+  if (conditional && (!spec.builtin || dataset_classes(spec.dataset) == 0))
+    return fail(cmd, "--conditional needs a labelled built-in dataset: 8gaussians, moons, circles or checkerboard", 2);
   Table data;
   if (!load_points(spec, seed, static_cast<uint32_t>(n_data), &data, &err)) return fail(cmd, err);
+  std::vector<int32_t> labels;
+  if (conditional) {
+    labels.resize(data.rows);
+    std::vector<float> scratch(data.values.size());
+    make_dataset(spec.dataset, seed, 0, static_cast<uint32_t>(data.rows), scratch.data(), labels.data());
+  }
   if (data.cols < 1 || data.cols > kMaxDataDim) return fail(cmd, "data must have 1 to 65536 columns");
   const uint32_t D = static_cast<uint32_t>(data.cols);
-  const ModelDesc desc = tutorial ? preset_tutorial(D, static_cast<uint32_t>(T), static_cast<uint32_t>(hidden))
-                                  : preset_default(D, static_cast<uint32_t>(T), static_cast<uint32_t>(hidden));
+  ModelDesc desc = tutorial ? preset_tutorial(D, static_cast<uint32_t>(T), static_cast<uint32_t>(hidden))
+                            : preset_default(D, static_cast<uint32_t>(T), static_cast<uint32_t>(hidden));
+  if (conditional) desc = with_label_embedding(desc, dataset_classes(spec.dataset));
   s = validate_model(desc);
   if (!s.ok()) return fail(cmd, describe(s), 2);
 
@@ -250,6 +263,7 @@ int train_impl(const Args& args) {
   cfg.seed = seed;
   cfg.prediction = prediction;
   cfg.min_snr_gamma = min_snr;
+  cfg.label_dropout = label_dropout;
 
   const size_t arena_bytes = training_arena_bytes(desc, cfg.batch);
   AlignedBuffer arena_buf;
@@ -264,7 +278,8 @@ int train_impl(const Args& args) {
   meta.is_ema = args.has("no-ema") ? 0 : 1;
   meta.prediction = prediction;
   std::snprintf(meta.dataset, sizeof(meta.dataset), "%s", spec.label.c_str());
-  const uint32_t data_crc = crc32(data.values.data(), data.values.size() * sizeof(float));
+  uint32_t data_crc = crc32(data.values.data(), data.values.size() * sizeof(float));
+  if (conditional) data_crc = crc32(labels.data(), labels.size() * sizeof(int32_t), data_crc);
   const std::string checkpoint_path = args.str("checkpoint", args.str("out") + ".ckpt");
   if (args.has("resume")) {
     AlignedBuffer ckpt;
@@ -299,7 +314,7 @@ int train_impl(const Args& args) {
       return 130;
     }
     float loss = 0.0f;
-    s = trainer.step(data.values.data(), static_cast<uint32_t>(data.rows), &loss);
+    s = trainer.step(data.values.data(), static_cast<uint32_t>(data.rows), &loss, conditional ? labels.data() : nullptr);
     if (!s.ok()) {
       if (tty && !quiet) std::fputc('\n', stderr);
       std::string where = describe(s);
@@ -366,6 +381,8 @@ const std::vector<FlagSpec> kSampleFlags = {
     {"clip", "C", "clamp the predicted x0 to [-C, C] (default: off)"},
     {"threshold", "P", "dynamic thresholding of the predicted x0 at percentile P in (0, 1) (default: off)"},
     {"variance", "NAME", "ddpm variance: small (beta tilde) | large (beta) (default: the file's)"},
+    {"label", "K", "conditional models: draw class K (default: unconditional)"},
+    {"guidance", "W", "classifier-free guidance scale with --label (default: 0)"},
     {"batch", "N", "rows sampled at once (default: 256)"},
     {"image-shape", "HxW", "with --png: draw each sample as an H x W grayscale image in a grid (H*W = D)"},
     {"help", nullptr, "show this help"},
@@ -414,6 +431,16 @@ bool parse_sampler_flags(const Args& args, uint32_t T, SamplerConfig* config, st
   config->eta = static_cast<float>(eta);
   config->clip_x0 = static_cast<float>(clip);
   config->dynamic_threshold = static_cast<float>(threshold);
+  unsigned long long label;
+  double guidance;
+  if (!args.u64("label", 0, 0, 65535, &label, err) || !args.f64("guidance", 0.0, 0.0, 100.0, &guidance, err))
+    return false;
+  if (args.has("label")) config->label = static_cast<int32_t>(label);
+  config->guidance = static_cast<float>(guidance);
+  if (args.has("guidance") && !args.has("label")) {
+    *err = "--guidance needs --label";
+    return false;
+  }
   const std::string spacing = args.str("spacing", "linspace");
   if (spacing_from_name(spacing.c_str(), &config->spacing)) return true;
   // A list: explicit timesteps, or improved-diffusion's section counts.
@@ -615,8 +642,10 @@ int inspect_impl(const Args& args) {
   std::printf("file: %s\n", args.positional()[0].c_str());
   std::printf("format: version %u.%u, %llu bytes, header %u bytes, checksums ok\n", w.version_major,
               w.version_minor, static_cast<unsigned long long>(w.file_bytes), w.header_bytes);
-  std::printf("model: D=%u T=%u, %u layers, %u tensors, %u parameters\n", d.D, d.T, d.n_layers,
+  std::printf("model: D=%u T=%u, %u layers, %u tensors, %u parameters", d.D, d.T, d.n_layers,
               w.model.layout.n_tensors, parameter_count(d));
+  if (d.n_classes) std::printf(", conditional on %u classes", d.n_classes);
+  std::printf("\n");
   std::printf("schedule: %s", schedule_kind_name(w.schedule.kind));
   if (w.schedule.kind != ScheduleKind::kCosine)
     std::printf(" beta %.6g -> %.6g", w.schedule.beta_start, w.schedule.beta_end);

@@ -20,8 +20,12 @@ const char* dataset_name(Dataset d);
 // Looks up "swissroll", "moons", "8gaussians", "circles", "checkerboard".
 bool dataset_from_name(const char* name, Dataset* out);
 
-// Points [first, first + n) of the dataset into out (n, 2).
-void make_dataset(Dataset d, uint64_t seed, uint32_t first, uint32_t n, float* out);
+// Points [first, first + n) of the dataset into out (n, 2), and when `labels`
+// is given, each point's class: the mode (8gaussians), the moon, the circle,
+// or the square (checkerboard); the swiss roll has no classes.
+void make_dataset(Dataset d, uint64_t seed, uint32_t first, uint32_t n, float* out, int32_t* labels = nullptr);
+// Number of classes make_dataset labels (0 for the swiss roll).
+uint32_t dataset_classes(Dataset d);
 
 // Energy distance between point sets X (n, D) and Y (m, D):
 //   ED = 2 mean|X - Y| - mean|X - X'| - mean|Y - Y'|  over all pairs,

@@ -23,6 +23,7 @@ enum class LayerKind : uint32_t {
   kResidual = 4,    // y = h + act(h W + b)             W (w, w), b (w)
   kTimeGate = 5,    // y = (h W + b) * G[t]             W (in, out), b (out), G (T, out)
   kTimeAdd = 6,     // y = h + E[t]                     E (T, w)
+  kLabelAdd = 7,    // y = h + C[label]                 C (n_classes + 1, w); the last row means "no label"
 };
 
 enum class Activation : uint32_t {
@@ -57,6 +58,7 @@ constexpr uint32_t kMaxDataDim = 65536;
 struct ModelDesc {
   uint32_t D = 2;         // data dimension
   uint32_t T = 1000;      // timesteps (rows of the per-timestep tables)
+  uint32_t n_classes = 0;  // class labels of a conditional model (0: unconditional)
   uint32_t n_layers = 0;
   LayerDesc layers[kMaxLayers] = {};
 };
@@ -111,6 +113,9 @@ constexpr ParamLayout param_layout(const ModelDesc& d) {
         break;
       case LayerKind::kTimeAdd:
         add(l, TensorRole::kTable, d.T, L.out);
+        break;
+      case LayerKind::kLabelAdd:
+        add(l, TensorRole::kTable, d.n_classes + 1, L.out);
         break;
       default:
         break;
@@ -185,6 +190,10 @@ struct ModelBuilder {
   constexpr ModelBuilder& residual(Activation a) { return layer(LayerKind::kResidual, width, a); }
   constexpr ModelBuilder& time_gate(uint32_t out) { return layer(LayerKind::kTimeGate, out); }
   constexpr ModelBuilder& time_add() { return layer(LayerKind::kTimeAdd, width); }
+  constexpr ModelBuilder& label_add(uint32_t classes) {
+    d.n_classes = classes;
+    return layer(LayerKind::kLabelAdd, width);
+  }
 };
 
 // `default`: tiny-diffusion's shape -- sinusoids of each coordinate (scale 25)
@@ -206,6 +215,22 @@ constexpr ModelDesc preset_tutorial(uint32_t D = 2, uint32_t T = 100, uint32_t h
   for (int i = 0; i < 3; ++i) b.time_gate(hidden).activation(Activation::kSoftplus);
   b.linear(D);
   return b.d;
+}
+
+// The same network made class-conditional: a label embedding added right
+// after the first layer that follows the input embedding (where the time
+// information has entered), as "a label embedding added to the time embedding".
+constexpr ModelDesc with_label_embedding(const ModelDesc& base, uint32_t classes) {
+  ModelDesc d = base;
+  if (d.n_layers < 2 || d.n_layers >= kMaxLayers) return d;
+  d.n_classes = classes;
+  for (uint32_t l = d.n_layers; l > 2; --l) d.layers[l] = d.layers[l - 1];
+  LayerDesc L;
+  L.kind = LayerKind::kLabelAdd;
+  L.in = L.out = d.layers[1].out;
+  d.layers[2] = L;
+  ++d.n_layers;
+  return d;
 }
 
 const char* layer_kind_name(LayerKind k);
@@ -230,9 +255,10 @@ constexpr size_t forward_scratch_floats(const ModelDesc& d, uint32_t batch) {
   return 3ull * batch * max_width(d);
 }
 
-// out (B, D) = eps_theta(x (B, D), t (B)); t in [0, T).
+// out (B, D) = eps_theta(x (B, D), t (B)); t in [0, T). `labels` (B) in
+// [0, n_classes] for a conditional model; null or n_classes mean "no label".
 void model_forward(const Model& m, const float* x, const int32_t* t, uint32_t batch,
-                   float* out, float* scratch);
+                   float* out, float* scratch, const int32_t* labels = nullptr);
 
 // ---- Training: the tape ----------------------------------------------------
 
@@ -268,12 +294,12 @@ constexpr size_t backward_scratch_floats(const ModelDesc& d, uint32_t batch) {
 
 // Forward pass that records what backward needs in `tape`.
 void model_forward_train(const Model& m, const float* x, const int32_t* t, uint32_t batch,
-                         float* tape);
+                         float* tape, const int32_t* labels = nullptr);
 // The network output recorded on the tape (B, D).
 const float* tape_output(const ModelDesc& d, uint32_t batch, const float* tape);
 
 // Given dL/d(out) (B, D), accumulate dL/d(params) into `grads` (flat layout).
 void model_backward(const Model& m, const int32_t* t, uint32_t batch, const float* tape,
-                    const float* d_out, float* grads, float* scratch);
+                    const float* d_out, float* grads, float* scratch, const int32_t* labels = nullptr);
 
 }  // namespace md

@@ -27,6 +27,8 @@ enum class RngStream : uint32_t {
   kTrainIndex = 5,   // which data row a training example uses
   kInit = 6,         // parameter initialisation
   kDataset = 7,      // built-in datasets
+  kTrainLabel = 8,   // label dropout for classifier-free guidance
+  kBound = 9,        // x_t draws of the likelihood bound
 };
 
 // Uniform float in [0, 1) with 24 random bits.

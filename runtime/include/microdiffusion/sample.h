@@ -41,6 +41,8 @@ struct SamplerConfig {
   float eta = 0.0f;                     // ddim only
   Variance variance = Variance::kFixedSmall;  // ddpm only
   Prediction prediction = Prediction::kEpsilon;  // what the model outputs (the weight file says)
+  int32_t label = -1;                   // conditional models: the class to draw (-1: none)
+  float guidance = 0.0f;                // classifier-free guidance w: y = y_c + w (y_c - y_uncond)
   float clip_x0 = 0.0f;                 // > 0: clamp x0_hat to [-clip_x0, clip_x0]
   float dynamic_threshold = 0.0f;       // in (0, 1): Imagen's percentile thresholding of x0_hat
 };
@@ -60,7 +62,8 @@ Status section_timesteps(uint32_t T, const uint32_t* counts, uint32_t n_sections
 
 struct SamplerPlan {
   Plan plan;
-  size_t schedule = 0, timesteps = 0, x = 0, eps = 0, x0 = 0, prev_x0 = 0, aux = 0, t = 0, noise = 0, scratch = 0;
+  size_t schedule = 0, timesteps = 0, x = 0, eps = 0, x0 = 0, prev_x0 = 0, aux = 0, guide = 0, t = 0, labels = 0,
+         noise = 0, scratch = 0;
 };
 
 constexpr SamplerPlan sampler_plan(const ModelDesc& d, uint32_t batch) {
@@ -73,7 +76,9 @@ constexpr SamplerPlan sampler_plan(const ModelDesc& d, uint32_t batch) {
   s.x0 = s.plan.take_array<float>(BD);
   s.prev_x0 = s.plan.take_array<float>(BD);  // dpm++2m history
   s.aux = s.plan.take_array<float>(BD);      // ode: the Euler predictor
+  s.guide = s.plan.take_array<float>(d.n_classes ? BD : 0);  // the unconditional output for guidance
   s.t = s.plan.take_array<int32_t>(batch);
+  s.labels = s.plan.take_array<int32_t>(batch);
   s.noise = s.plan.take_array<float>(d.D);   // one sample's noise, or |x0| for thresholding
   s.scratch = s.plan.take_array<float>(forward_scratch_floats(d, batch));
   return s;
@@ -123,7 +128,9 @@ class Sampler {
   float* x0_ = nullptr;
   float* prev_x0_ = nullptr;
   float* aux_ = nullptr;
+  float* guide_ = nullptr;
   int32_t* t_ = nullptr;
+  int32_t* labels_ = nullptr;
   float* noise_ = nullptr;
   float* scratch_ = nullptr;
 };

@@ -29,14 +29,15 @@ struct TrainConfig {
   double min_lr_ratio = 0.0;          // cosine floor as a fraction of lr
   double ema_decay = 0.995;
   Prediction prediction = Prediction::kEpsilon;  // what the network learns to output
-  double min_snr_gamma = 0.0;  // > 0: Min-SNR-gamma loss weights (Hang et al. 2023)           // 0: EMA equals the weights
+  double min_snr_gamma = 0.0;  // > 0: Min-SNR-gamma loss weights (Hang et al. 2023)
+  double label_dropout = 0.1;  // conditional models: chance a label is replaced by "no label"           // 0: EMA equals the weights
   uint64_t seed = 0;
 };
 
 struct TrainerPlan {
   Plan plan;
   size_t schedule = 0, params = 0, grads = 0, adam_m = 0, adam_v = 0, ema = 0;
-  size_t x0 = 0, xt = 0, eps = 0, t = 0, bits = 0, d_out = 0, tape = 0, scratch = 0;
+  size_t x0 = 0, xt = 0, eps = 0, t = 0, labels = 0, bits = 0, d_out = 0, tape = 0, scratch = 0;
 };
 
 constexpr TrainerPlan trainer_plan(const ModelDesc& d, uint32_t batch) {
@@ -53,6 +54,7 @@ constexpr TrainerPlan trainer_plan(const ModelDesc& d, uint32_t batch) {
   s.xt = s.plan.take_array<float>(BD);
   s.eps = s.plan.take_array<float>(BD);
   s.t = s.plan.take_array<int32_t>(batch);
+  s.labels = s.plan.take_array<int32_t>(batch);
   s.bits = s.plan.take_array<uint32_t>(batch);
   s.d_out = s.plan.take_array<float>(BD);
   s.tape = s.plan.take_array<float>(tape_layout(d, batch).total_floats);
@@ -87,13 +89,18 @@ class Trainer {
   Status set_parameters(const float* params, size_t count);
 
   // One step of Algorithm 1 on a minibatch drawn from `data` (rows x D).
-  Status step(const float* data, uint32_t rows, float* loss);
-  // One step on a given minibatch: x0 (B, D), t (B), eps (B, D).
-  Status step_on(const float* x0, const int32_t* t, const float* eps, float* loss);
+  // A conditional model takes each row's class from `labels` (rows), each
+  // replaced by "no label" with probability label_dropout; without labels
+  // every example is unlabelled.
+  Status step(const float* data, uint32_t rows, float* loss, const int32_t* labels = nullptr);
+  // One step on a given minibatch: x0 (B, D), t (B), eps (B, D), labels (B, optional).
+  Status step_on(const float* x0, const int32_t* t, const float* eps, float* loss,
+                 const int32_t* labels = nullptr);
 
   // The pieces of a step, for tests: loss and gradients (grads overwritten),
   // then clip + optimizer + EMA.
-  Status loss_and_gradients(const float* x0, const int32_t* t, const float* eps, float* loss);
+  Status loss_and_gradients(const float* x0, const int32_t* t, const float* eps, float* loss,
+                            const int32_t* labels = nullptr);
   Status apply_gradients();
 
   // The learning rate the next update uses.
@@ -138,6 +145,7 @@ class Trainer {
   float* xt_ = nullptr;
   float* eps_ = nullptr;
   int32_t* t_ = nullptr;
+  int32_t* labels_ = nullptr;
   uint32_t* bits_ = nullptr;
   float* d_out_ = nullptr;
   float* tape_ = nullptr;
