@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "gaussian_model.h"
 #include "microdiffusion/microdiffusion.h"
 
 namespace {
@@ -55,35 +56,9 @@ TEST(Arena, ExactlyTheAdvertisedBytesAreEnoughAndOneLessIsNot) {
   }
 }
 
-// For data x_0 ~ N(0, s^2 I) the optimal denoiser is linear in x_t:
-//   E[eps | x_t] = sqrt(1 - ab_t) / (ab_t s^2 + 1 - ab_t) x_t.
-// A tutorial-style model with identity weights and that factor as its
-// per-timestep gate computes it exactly, so sampling must give N(0, s^2 I).
-struct GaussianDenoiser {
-  md::ModelDesc desc;
-  std::vector<float> params;
-  GaussianDenoiser(uint32_t D, const md::ScheduleDesc& sched, double s) {
-    md::ModelBuilder b(D, sched.T);
-    b.embed(1, 0, 1.0f, 0).time_gate(D).linear(D);
-    desc = b.d;
-    const md::ParamLayout lay = md::param_layout(desc);
-    params.assign(lay.total_floats, 0.0f);
-    double ab = 1.0;
-    for (uint32_t i = 0; i < lay.n_tensors; ++i) {
-      const md::TensorDesc& t = lay.tensors[i];
-      float* p = params.data() + t.offset;
-      if (t.role == md::TensorRole::kWeight)
-        for (uint32_t j = 0; j < D; ++j) p[j * D + j] = 1.0f;
-      if (t.role == md::TensorRole::kTable) {
-        ab = 1.0;
-        for (uint32_t k = 0; k < sched.T; ++k) {
-          ab *= 1.0 - md::schedule_beta(sched, k);
-          const float g = static_cast<float>(std::sqrt(1 - ab) / (ab * s * s + 1 - ab));
-          for (uint32_t j = 0; j < D; ++j) p[k * D + j] = g;
-        }
-      }
-    }
-  }
+// The closed-form optimal denoiser for N(0, s^2 I) data (gaussian_model.h).
+struct GaussianDenoiser : md_test::GaussianModel {
+  GaussianDenoiser(uint32_t D, const md::ScheduleDesc& sched, double s) : GaussianModel(D, sched.T, s) {}
 };
 
 std::vector<float> draw(const md::Model& m, const md::ScheduleDesc& sched, md::Variance v, uint32_t batch,

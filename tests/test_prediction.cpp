@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "gaussian_model.h"
 #include "microdiffusion/microdiffusion.h"
 
 namespace {
@@ -26,29 +27,6 @@ TEST(Prediction, ConversionsInvertEachOther) {
   EXPECT_FALSE(md::prediction_from_name("score", &p));
 }
 
-// The optimal model for x0 ~ N(0, s^2) in each parameterisation: y = g(t) x_t.
-std::vector<float> optimal(const md::ModelDesc& d, const md::ScheduleDesc& sched, double s, md::Prediction p) {
-  const md::ParamLayout lay = md::param_layout(d);
-  std::vector<float> params(lay.total_floats, 0.0f);
-  for (uint32_t i = 0; i < lay.n_tensors; ++i) {
-    const md::TensorDesc& t = lay.tensors[i];
-    float* q = params.data() + t.offset;
-    if (t.role == md::TensorRole::kWeight)
-      for (uint32_t j = 0; j < d.D; ++j) q[j * d.D + j] = 1.0f;
-    if (t.role == md::TensorRole::kTable) {
-      double ab = 1.0;
-      for (uint32_t k = 0; k < d.T; ++k) {
-        ab *= 1.0 - md::schedule_beta(sched, k);
-        const double v = ab * s * s + 1 - ab, c1 = std::sqrt(1 - ab) / v, c0 = std::sqrt(ab) * s * s / v;
-        const double g = p == md::Prediction::kEpsilon ? c1 : p == md::Prediction::kX0 ? c0
-                                                                                        : std::sqrt(ab) * c1 - std::sqrt(1 - ab) * c0;
-        for (uint32_t j = 0; j < d.D; ++j) q[k * d.D + j] = static_cast<float>(g);
-      }
-    }
-  }
-  return params;
-}
-
 TEST(Prediction, EveryParameterisationOfTheOptimalModelSamplesAlike) {
   md::ModelBuilder b(2, 200);
   b.embed(1, 0, 1.0f, 0).time_gate(2).linear(2);
@@ -56,7 +34,8 @@ TEST(Prediction, EveryParameterisationOfTheOptimalModelSamplesAlike) {
   for (md::SamplerKind kind : {md::SamplerKind::kDdpm, md::SamplerKind::kDdim, md::SamplerKind::kDpmSolver2M}) {
     std::vector<std::vector<float>> outs;
     for (md::Prediction p : {md::Prediction::kEpsilon, md::Prediction::kX0, md::Prediction::kV}) {
-      const std::vector<float> params = optimal(b.d, sched, 0.7, p);
+      const md_test::GaussianModel g(2, 200, 0.7, p);
+      const std::vector<float>& params = g.params;
       md::SamplerConfig cfg;
       cfg.kind = kind;
       cfg.steps = 40;

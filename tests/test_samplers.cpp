@@ -6,37 +6,12 @@
 #include <cmath>
 #include <vector>
 
+#include "gaussian_model.h"
 #include "microdiffusion/microdiffusion.h"
 
 namespace {
 
-// eps*(x_t, t) = sqrt(1 - ab) / (ab s^2 + 1 - ab) x_t is optimal for x_0 ~ N(0, s^2 I).
-struct GaussianModel {
-  md::ModelDesc desc;
-  md::ScheduleDesc sched;
-  std::vector<float> params;
-  GaussianModel(uint32_t D, uint32_t T, double s) : sched(md::linear_schedule(T)) {
-    md::ModelBuilder b(D, T);
-    b.embed(1, 0, 1.0f, 0).time_gate(D).linear(D);
-    desc = b.d;
-    const md::ParamLayout lay = md::param_layout(desc);
-    params.assign(lay.total_floats, 0.0f);
-    for (uint32_t i = 0; i < lay.n_tensors; ++i) {
-      const md::TensorDesc& t = lay.tensors[i];
-      float* p = params.data() + t.offset;
-      if (t.role == md::TensorRole::kWeight)
-        for (uint32_t j = 0; j < D; ++j) p[j * D + j] = 1.0f;
-      if (t.role == md::TensorRole::kTable) {
-        double ab = 1.0;
-        for (uint32_t k = 0; k < T; ++k) {
-          ab *= 1.0 - md::schedule_beta(sched, k);
-          for (uint32_t j = 0; j < D; ++j) p[k * D + j] = static_cast<float>(std::sqrt(1 - ab) / (ab * s * s + 1 - ab));
-        }
-      }
-    }
-  }
-  md::Model model() const { return md::bind_model(desc, params.data()); }
-};
+using md_test::GaussianModel;
 
 std::vector<float> run(const GaussianModel& g, const md::SamplerConfig& cfg, uint32_t n, uint64_t seed,
                        uint32_t* evals = nullptr) {
