@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cli/args.h"
+#include "cli/common.h"
 #include "cli/csv.h"
 #include "microdiffusion/microdiffusion.h"
 #include "plot/plot.h"
@@ -26,103 +27,25 @@ namespace {
 constexpr uint64_t kReferenceDataSeed = 0x5EEDF00Dull;
 constexpr uint32_t kReferencePoints = 2000;
 
-struct alignas(64) Block {
-  uint8_t bytes[64];
-};
-
-// A 64-byte aligned byte buffer, so weight files are bound in place.
-struct AlignedBuffer {
-  std::vector<Block> blocks;
-  size_t size = 0;
-  void resize(size_t n) {
-    blocks.assign((n + 63) / 64 + 1, Block{});
-    size = n;
-  }
-  uint8_t* data() { return blocks.empty() ? nullptr : blocks[0].bytes; }
-};
-
-std::string describe(const Status& s) {
-  std::string m = std::string(status_code_name(s.code)) + ": " + s.message;
-  if (s.code == StatusCode::kOutOfMemory)
-    return m + " (needed " + std::to_string(s.needed) + " bytes, have " + std::to_string(s.available) + ")";
-  if (s.needed || s.available)
-    m += " [" + std::to_string(s.needed) + ", " + std::to_string(s.available) + "]";
-  return m;
-}
-
-int fail(const char* cmd, const std::string& message, int code = 1) {
-  std::fprintf(stderr, "microdiffusion %s: %s\n", cmd, message.c_str());
-  return code;
-}
-
-bool read_file(const std::string& path, AlignedBuffer* out, std::string* error) {
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) {
-    *error = "cannot open '" + path + "': " + std::strerror(errno);
-    return false;
-  }
-  std::vector<uint8_t> bytes;
-  uint8_t buf[65536];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) bytes.insert(bytes.end(), buf, buf + n);
-  const bool failed = std::ferror(f) != 0;
-  std::fclose(f);
-  if (failed) {
-    *error = "cannot read '" + path + "'";
-    return false;
-  }
-  out->resize(bytes.size());
-  if (!bytes.empty()) std::memcpy(out->data(), bytes.data(), bytes.size());
-  return true;
-}
-
-bool load_model_file(const std::string& path, AlignedBuffer* buffer, LoadedWeights* w, std::string* error) {
-  if (!read_file(path, buffer, error)) return false;
-  const Status s = load_weights(buffer->data(), buffer->size, w);
-  if (!s.ok()) {
-    *error = "'" + path + "' is not a usable weight file: " + describe(s);
-    return false;
-  }
-  return true;
-}
-
-bool write_bytes(const std::string& path, const std::vector<uint8_t>& bytes, std::string* error) {
-  return tools::write_file_atomic(path, bytes, error);
-}
-bool write_text(const std::string& path, const std::string& text, std::string* error) {
-  return write_bytes(path, std::vector<uint8_t>(text.begin(), text.end()), error);
-}
-
-// A built-in dataset name or a CSV path.
-struct DataSpec {
-  bool builtin = false;
-  Dataset dataset = Dataset::kSwissRoll;
-  std::string path;
-  std::string label;  // what the weight file records
-};
-
-DataSpec parse_data_spec(const std::string& arg) {
-  DataSpec d;
-  if (dataset_from_name(arg.c_str(), &d.dataset)) {
-    d.builtin = true;
-    d.label = arg;
-  } else {
-    d.path = arg;
-    const size_t slash = arg.find_last_of('/');
-    d.label = "csv:" + (slash == std::string::npos ? arg : arg.substr(slash + 1));
-  }
-  return d;
-}
-
-bool load_points(const DataSpec& spec, uint64_t seed, uint32_t n_builtin, Table* out, std::string* error) {
-  if (spec.builtin) {
-    out->rows = n_builtin;
-    out->cols = kDatasetDim;
-    out->values.assign(static_cast<size_t>(n_builtin) * kDatasetDim, 0.0f);
-    make_dataset(spec.dataset, seed, 0, n_builtin, out->values.data());
+// The data a model is compared with: --data, else its built-in training set.
+bool reference_data(const Args& args, const LoadedWeights& w, DataSpec* spec) {
+  if (args.has("data")) {
+    *spec = parse_data_spec(args.str("data"));
     return true;
   }
-  return read_csv(spec.path, out, error);
+  if (!dataset_from_name(w.meta.dataset, &spec->dataset)) return false;
+  spec->builtin = true;
+  spec->label = w.meta.dataset;
+  return true;
+}
+
+// --variance small|large over the file's default.
+bool parse_variance(const Args& args, Variance fallback, Variance* out, std::string* err) {
+  const std::string name = args.str("variance", "");
+  *out = name == "small" ? Variance::kFixedSmall : name == "large" ? Variance::kFixedLarge : fallback;
+  if (name.empty() || name == "small" || name == "large") return true;
+  *err = "--variance must be small or large, got '" + name + "'";
+  return false;
 }
 
 bool is_tty() { return isatty(fileno(stderr)) != 0; }
@@ -508,29 +431,16 @@ int sample_impl(const Args& args) {
   if (!args.u64("n", 2000, 1, 100000000, &n, &err) || !args.u64("seed", 0, 0, ~0ull, &seed, &err) ||
       !args.u64("batch", 256, 1, 65536, &batch, &err))
     return fail(cmd, err, 2);
-  const std::string variance_name = args.str("variance", "");
-  if (!variance_name.empty() && variance_name != "small" && variance_name != "large")
-    return fail(cmd, "--variance must be small or large, got '" + variance_name + "'", 2);
-
   AlignedBuffer file;
   LoadedWeights w;
   if (!load_model_file(args.str("model"), &file, &w, &err)) return fail(cmd, err);
   const uint32_t D = w.model.desc.D;
-  Variance variance = w.meta.variance;
-  if (variance_name == "small") variance = Variance::kFixedSmall;
-  if (variance_name == "large") variance = Variance::kFixedLarge;
+  Variance variance;
+  if (!parse_variance(args, w.meta.variance, &variance, &err)) return fail(cmd, err, 2);
 
   // Reference data for the picture and the score, read before any work.
   DataSpec spec;
-  bool have_data = false;
-  if (args.has("data")) {
-    spec = parse_data_spec(args.str("data"));
-    have_data = true;
-  } else if (dataset_from_name(w.meta.dataset, &spec.dataset)) {
-    spec.builtin = true;
-    spec.label = w.meta.dataset;
-    have_data = true;
-  }
+  const bool have_data = reference_data(args, w, &spec);
   Table reference;
   if (have_data) {
     if (!load_points(spec, kReferenceDataSeed, kReferencePoints, &reference, &err)) return fail(cmd, err);
@@ -723,25 +633,15 @@ int eval_impl(const Args& args) {
   const std::string decoder_name = args.str("decoder", "gaussian");
   if (decoder_name != "gaussian" && decoder_name != "discrete8")
     return fail(cmd, "--decoder must be gaussian or discrete8, got '" + decoder_name + "'", 2);
-  const std::string variance_name = args.str("variance", "");
-  if (!variance_name.empty() && variance_name != "small" && variance_name != "large")
-    return fail(cmd, "--variance must be small or large, got '" + variance_name + "'", 2);
   AlignedBuffer file;
   LoadedWeights w;
   if (!load_model_file(args.str("model"), &file, &w, &err)) return fail(cmd, err);
   const uint32_t D = w.model.desc.D;
-  Variance variance = w.meta.variance;
-  if (variance_name == "small") variance = Variance::kFixedSmall;
-  if (variance_name == "large") variance = Variance::kFixedLarge;
+  Variance variance;
+  if (!parse_variance(args, w.meta.variance, &variance, &err)) return fail(cmd, err, 2);
   DataSpec spec;
-  if (args.has("data")) {
-    spec = parse_data_spec(args.str("data"));
-  } else if (dataset_from_name(w.meta.dataset, &spec.dataset)) {
-    spec.builtin = true;
-    spec.label = w.meta.dataset;
-  } else {
+  if (!reference_data(args, w, &spec))
     return fail(cmd, "--data is required: the model was not trained on a built-in dataset", 2);
-  }
   Table data;
   if (!load_points(spec, kReferenceDataSeed, static_cast<uint32_t>(n), &data, &err)) return fail(cmd, err);
   if (data.cols != D)
