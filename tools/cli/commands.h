@@ -7,6 +7,8 @@ namespace md::cli {
 int run_train(int argc, char** argv);
 int run_sample(int argc, char** argv);
 int run_inspect(int argc, char** argv);
+int run_convert(int argc, char** argv);  // tools/cli/convert.cpp
+int run_predict(int argc, char** argv);  // tools/cli/convert.cpp
 int run_eval(int argc, char** argv);
 
 }  // namespace md::cli
