@@ -11,62 +11,27 @@
 #include <sstream>
 #include <string>
 
+#include "cli_util.h"
 #include "microdiffusion/weights.h"
 
 namespace {
 
-struct Result {
-  int code;
-  std::string out;  // stdout and stderr together
-};
+using md_test::CliResult;
+using md_test::file_exists;
+using md_test::run_cli;
+using md_test::slurp;
 
-std::string cli() {
-  const char* emulator = std::getenv("MD_CLI_EMULATOR");
-  return std::string(emulator ? emulator : "") + (emulator ? " " : "") + MD_CLI_PATH;
-}
-
-Result run(const std::string& args) {
-  const std::string cmd = cli() + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  Result r{-1, ""};
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-bool exists(const std::string& path) {
-  struct stat st;
-  return stat(path.c_str(), &st) == 0;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-class Cli : public ::testing::Test {
+class Cli : public md_test::TempDirTest {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/md_cli_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir = tmpl;
-  }
-  void TearDown() override { std::system(("rm -rf " + dir).c_str()); }
-  std::string dir;
+  Cli() : TempDirTest("cli") {}
 };
 
 TEST_F(Cli, TrainSampleInspectRoundTrip) {
   const std::string model = dir + "/m.mdw";
-  Result r = run("train --data moons --model tutorial --hidden 16 --T 20 --steps 30 --batch 16 --quiet --out " + model);
+  CliResult r = run_cli("train --data moons --model tutorial --hidden 16 --T 20 --steps 30 --batch 16 --quiet --out " + model);
   ASSERT_EQ(r.code, 0) << r.out;
-  ASSERT_TRUE(exists(model));
-  r = run("sample --model " + model + " --n 5 --seed 3 --out " + dir + "/s.csv --png " + dir + "/s.png --trajectory " +
+  ASSERT_TRUE(file_exists(model));
+  r = run_cli("sample --model " + model + " --n 5 --seed 3 --out " + dir + "/s.csv --png " + dir + "/s.png --trajectory " +
           dir + "/t.png");
   ASSERT_EQ(r.code, 0) << r.out;
   const std::string csv = slurp(dir + "/s.csv");
@@ -81,24 +46,24 @@ TEST_F(Cli, TrainSampleInspectRoundTrip) {
   EXPECT_EQ(slurp(dir + "/t.png").substr(1, 3), "PNG");
   EXPECT_NE(r.out.find("energy_distance="), std::string::npos) << r.out;
   // Same seed, same samples; stdout when no file is named.
-  r = run("sample --model " + model + " --n 5 --seed 3");
+  r = run_cli("sample --model " + model + " --n 5 --seed 3");
   ASSERT_EQ(r.code, 0);
   EXPECT_NE(r.out.find(csv), std::string::npos);
   // Every sampler runs from the command line.
   for (const char* smp : {"ddpm --steps 5", "ddim --steps 5 --eta 0.3", "dpm++2m --steps 5 --spacing logsnr",
                           "ode --steps 4", "ddpm --spacing 19,10,3", "ddim --spacing sections:2,3 --clip 3"}) {
-    r = run("sample --model " + model + " --n 3 --sampler " + smp);
+    r = run_cli("sample --model " + model + " --n 3 --sampler " + smp);
     EXPECT_EQ(r.code, 0) << smp << "\n" << r.out;
   }
-  r = run("eval --model " + model + " --n 20");
+  r = run_cli("eval --model " + model + " --n 20");
   ASSERT_EQ(r.code, 0) << r.out;
   for (const char* key : {"nll_nats_per_dim=", "nll_bits_per_dim=", "nll_stderr=", "energy_distance=", "mmd="})
     EXPECT_NE(r.out.find(key), std::string::npos) << key << "\n" << r.out;
-  r = run("eval --model " + model + " --n 20 --json");
+  r = run_cli("eval --model " + model + " --n 20 --json");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(r.out.front(), '{');
   EXPECT_NE(r.out.find("\"nll_bits_per_dim\": "), std::string::npos) << r.out;
-  r = run("inspect " + model);
+  r = run_cli("inspect " + model);
   ASSERT_EQ(r.code, 0) << r.out;
   for (const char* s : {"version 1.0", "time_gate", "softplus", "arena bytes", "sampling", "training", "T=20", "moons"})
     EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
@@ -106,37 +71,37 @@ TEST_F(Cli, TrainSampleInspectRoundTrip) {
 
 TEST_F(Cli, TrainsOnACsvFileOfAnyDimension) {
   std::ofstream(dir + "/d.csv") << "# three columns\n0.1,0.2,0.3\n-1,2,0.5\n\n0.4,0.4,0.4\n";
-  Result r = run("train --data " + dir + "/d.csv --steps 5 --batch 4 --T 10 --hidden 8 --quiet --out " + dir + "/m.mdw");
+  CliResult r = run_cli("train --data " + dir + "/d.csv --steps 5 --batch 4 --T 10 --hidden 8 --quiet --out " + dir + "/m.mdw");
   ASSERT_EQ(r.code, 0) << r.out;
-  r = run("sample --model " + dir + "/m.mdw --n 2");
+  r = run_cli("sample --model " + dir + "/m.mdw --n 2");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find(","), std::string::npos);
-  r = run("sample --model " + dir + "/m.mdw --n 5 --png " + dir + "/grid.png --image-shape 1x3");
+  r = run_cli("sample --model " + dir + "/m.mdw --n 5 --png " + dir + "/grid.png --image-shape 1x3");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(slurp(dir + "/grid.png").substr(1, 3), "PNG");
 }
 
 TEST_F(Cli, ConditionalTrainingAndGuidedSampling) {
   const std::string model = dir + "/c.mdw";
-  Result r = run("train --data 8gaussians --conditional --hidden 16 --T 20 --steps 5 --batch 8 --quiet --out " + model);
+  CliResult r = run_cli("train --data 8gaussians --conditional --hidden 16 --T 20 --steps 5 --batch 8 --quiet --out " + model);
   ASSERT_EQ(r.code, 0) << r.out;
-  r = run("inspect " + model);
+  r = run_cli("inspect " + model);
   EXPECT_NE(r.out.find("conditional on 8 classes"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("label_add"), std::string::npos) << r.out;
-  r = run("sample --model " + model + " --n 4 --label 7 --guidance 1.5");
+  r = run_cli("sample --model " + model + " --n 4 --label 7 --guidance 1.5");
   EXPECT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("(40 model evaluations)"), std::string::npos) << r.out;  // 20 steps, two passes each
 }
 
 TEST_F(Cli, EveryCommandHasHelp) {
   for (const char* c : {"train", "sample", "inspect", "eval"}) {
-    const Result r = run(std::string(c) + " --help");
+    const CliResult r = run_cli(std::string(c) + " --help");
     EXPECT_EQ(r.code, 0) << c;
     EXPECT_NE(r.out.find("usage: microdiffusion"), std::string::npos) << c;
   }
-  EXPECT_EQ(run("--help").code, 0);
-  EXPECT_EQ(run("").code, 2);
-  EXPECT_EQ(run("fly").code, 2);
+  EXPECT_EQ(run_cli("--help").code, 0);
+  EXPECT_EQ(run_cli("").code, 2);
+  EXPECT_EQ(run_cli("fly").code, 2);
 }
 
 struct BadCase {
@@ -150,7 +115,7 @@ TEST_F(Cli, BadArgumentsGetAClearErrorAndNoOutputFile) {
   std::ofstream(dir + "/text.csv") << "1,2\n3,abc\n";
   std::ofstream(dir + "/empty.csv") << "\n# nothing\n";
   std::ofstream(dir + "/nan.csv") << "1,nan\n";
-  ASSERT_EQ(run("train --data moons --model tutorial --hidden 8 --T 20 --steps 2 --batch 4 --quiet --out " + dir + "/m.mdw").code, 0);
+  ASSERT_EQ(run_cli("train --data moons --model tutorial --hidden 8 --T 20 --steps 2 --batch 4 --quiet --out " + dir + "/m.mdw").code, 0);
   std::ofstream(dir + "/junk.mdw") << "this is not a weight file at all, not even close......................"
                                       "......................................................................";
   const BadCase cases[] = {
@@ -194,27 +159,27 @@ TEST_F(Cli, BadArgumentsGetAClearErrorAndNoOutputFile) {
   for (const BadCase& c : cases) {
     std::string args = c.args;
     for (size_t p; (p = args.find("{dir}")) != std::string::npos;) args.replace(p, 5, dir);
-    const Result r = run(args);
+    const CliResult r = run_cli(args);
     EXPECT_EQ(r.code, c.code) << args << "\n" << r.out;
     const std::string want = std::string(c.message) == "ragged" ? "text.csv:2: field 2 is not a number" : c.message;
     EXPECT_NE(r.out.find(want), std::string::npos) << args << "\n" << r.out;
-    EXPECT_FALSE(exists(dir + "/o.mdw")) << args;
-    EXPECT_FALSE(exists(dir + "/o.csv")) << args;
+    EXPECT_FALSE(file_exists(dir + "/o.mdw")) << args;
+    EXPECT_FALSE(file_exists(dir + "/o.csv")) << args;
   }
 }
 
 TEST_F(Cli, CorruptModelFileIsRefusedWithTheReason) {
   const std::string model = dir + "/m.mdw";
-  ASSERT_EQ(run("train --data circles --model tutorial --hidden 8 --T 10 --steps 3 --batch 4 --quiet --out " + model).code, 0);
+  ASSERT_EQ(run_cli("train --data circles --model tutorial --hidden 8 --T 10 --steps 3 --batch 4 --quiet --out " + model).code, 0);
   std::string bytes = slurp(model);
   bytes[md::weights_header_bytes(md::preset_tutorial(2, 10, 8)) + 5] ^= 0x40;  // a weight bit
   std::ofstream(dir + "/flip.mdw", std::ios::binary) << bytes;
-  Result r = run("sample --model " + dir + "/flip.mdw --out " + dir + "/o.csv");
+  CliResult r = run_cli("sample --model " + dir + "/flip.mdw --out " + dir + "/o.csv");
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.out.find("checksum mismatch"), std::string::npos) << r.out;
-  EXPECT_FALSE(exists(dir + "/o.csv"));
+  EXPECT_FALSE(file_exists(dir + "/o.csv"));
   std::ofstream(dir + "/short.mdw", std::ios::binary) << bytes.substr(0, bytes.size() / 2);
-  r = run("inspect " + dir + "/short.mdw");
+  r = run_cli("inspect " + dir + "/short.mdw");
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.out.find("truncated"), std::string::npos) << r.out;
 }

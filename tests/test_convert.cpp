@@ -30,9 +30,15 @@
 #include <vector>
 
 #include "convert/convert.h"
+#include "cli_util.h"
 #include "microdiffusion/microdiffusion.h"
 
 namespace {
+
+using md_test::CliResult;
+using md_test::file_exists;
+using md_test::run_cli;
+using md_test::slurp;
 
 namespace cv = md::convert;
 
@@ -46,11 +52,6 @@ std::vector<uint8_t> read_bytes(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   EXPECT_TRUE(f.good()) << "cannot open " << path;
   return std::vector<uint8_t>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
-
-bool exists(const std::string& path) {
-  struct stat st;
-  return stat(path.c_str(), &st) == 0;
 }
 
 // tests/convert/expected.txt: "name count v1 ... v_count" per line.
@@ -525,34 +526,9 @@ TEST(Convert, PythonExporterFileIsAcceptedAndIdentical) {
 
 // ---- the command line ------------------------------------------------------------------
 
-struct CliRun {
-  int code;
-  std::string out;
-};
-
-CliRun run(const std::string& args) {
-  const char* emulator = std::getenv("MD_CLI_EMULATOR");
-  const std::string cmd = std::string(emulator ? emulator : "") + (emulator ? " " : "") + MD_CLI_PATH + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  CliRun r{-1, ""};
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-class ConvertCli : public ::testing::Test {
+class ConvertCli : public md_test::TempDirTest {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/md_convert_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir = tmpl;
-  }
-  void TearDown() override { std::system(("rm -rf " + dir).c_str()); }
-  std::string dir;
+  ConvertCli() : TempDirTest("convert") {}
 };
 
 std::vector<float> parse_floats(const std::string& csv) {
@@ -575,7 +551,7 @@ TEST_F(ConvertCli, ConvertThenPredictMatchesPyTorch) {
     SCOPED_TRACE(name);
     const bool tut = std::string(name).find("tutorial") == 0;
     const std::string prefix = tut ? "tutorial" : "default";
-    CliRun r = run("convert " + fixture(name) + " --out " + dir + "/m.mdw" + (tut ? "" : " --T 20") + " --data swissroll");
+    CliResult r = run_cli("convert " + fixture(name) + " --out " + dir + "/m.mdw" + (tut ? "" : " --T 20") + " --data swissroll");
     ASSERT_EQ(r.code, 0) << r.out;
     EXPECT_NE(r.out.find(tut ? "arch tutorial" : "arch default"), std::string::npos) << r.out;
     const std::vector<int32_t> t = e.i(prefix + ".t");
@@ -588,18 +564,18 @@ TEST_F(ConvertCli, ConvertThenPredictMatchesPyTorch) {
       in << buf;
     }
     in.close();
-    r = run("predict --model " + dir + "/m.mdw --input " + dir + "/in.csv --out " + dir + "/out.csv");
+    r = run_cli("predict --model " + dir + "/m.mdw --input " + dir + "/in.csv --out " + dir + "/out.csv");
     ASSERT_EQ(r.code, 0) << r.out;
     std::ifstream f(dir + "/out.csv");
     const std::string csv((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
     const Agreement a = agreement(parse_floats(csv), e.f(prefix + ".eps"));
     EXPECT_LE(a.worst, kOutputTol) << a.max_abs;
-    r = run("inspect " + dir + "/m.mdw");
+    r = run_cli("inspect " + dir + "/m.mdw");
     EXPECT_NE(r.out.find("swissroll"), std::string::npos) << r.out;
     EXPECT_EQ(r.code, 0);
   }
   // A mapping file through the CLI; predict with class labels.
-  CliRun r = run("convert " + fixture("custom.pt") + " --map " + fixture("custom.map") + " --out " + dir + "/c.mdw");
+  CliResult r = run_cli("convert " + fixture("custom.pt") + " --map " + fixture("custom.map") + " --out " + dir + "/c.mdw");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("3 classes"), std::string::npos) << r.out;
   {
@@ -612,35 +588,35 @@ TEST_F(ConvertCli, ConvertThenPredictMatchesPyTorch) {
       in << buf;
     }
     in.close();
-    r = run("predict --model " + dir + "/c.mdw --input " + dir + "/cin.csv --labels");  // to stdout
+    r = run_cli("predict --model " + dir + "/c.mdw --input " + dir + "/cin.csv --labels");  // to stdout
     ASSERT_EQ(r.code, 0) << r.out;
     const Agreement a = agreement(parse_floats(r.out), e.f("custom.eps"));
     EXPECT_LE(a.worst, kOutputTol) << a.max_abs;
   }
-  r = run("convert " + fixture("tutorial_wrapped.pt") + " --list --key ema");
+  r = run_cli("convert " + fixture("tutorial_wrapped.pt") + " --list --key ema");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("lin1.embed.weight"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("(20, 16)"), std::string::npos) << r.out;
-  r = run("convert " + fixture("tutorial_wrapped.pt") + " --key ema --out " + dir + "/e.mdw");
+  r = run_cli("convert " + fixture("tutorial_wrapped.pt") + " --key ema --out " + dir + "/e.mdw");
   ASSERT_EQ(r.code, 0) << r.out;
-  r = run("inspect " + dir + "/e.mdw");
+  r = run_cli("inspect " + dir + "/e.mdw");
   EXPECT_NE(r.out.find("weights: EMA"), std::string::npos) << r.out;
   for (const char* c : {"convert", "predict"}) {
-    r = run(std::string(c) + " --help");
+    r = run_cli(std::string(c) + " --help");
     EXPECT_EQ(r.code, 0);
     EXPECT_NE(r.out.find("usage: microdiffusion " + std::string(c)), std::string::npos);
   }
 }
 
 TEST_F(ConvertCli, BadInputsGetClearErrorsAndNoOutput) {
-  ASSERT_EQ(run("convert " + fixture("tutorial.pt") + " --out " + dir + "/m.mdw").code, 0);
+  ASSERT_EQ(run_cli("convert " + fixture("tutorial.pt") + " --out " + dir + "/m.mdw").code, 0);
   std::ofstream(dir + "/range.csv") << "0,1,2\n19,0,0\n20,1,1\n";
   std::ofstream(dir + "/cols.csv") << "0,1,2\n\n# c\n3,1\n";
   std::ofstream(dir + "/frac.csv") << "1.5,1,2\n";
   std::ofstream(dir + "/text.csv") << "1,x,2\n";
   std::ofstream(dir + "/junk.pt") << "definitely not a checkpoint";
   std::ofstream(dir + "/badlabel.csv") << "0,4,1,2,3\n";
-  ASSERT_EQ(run("convert " + fixture("custom.pt") + " --map " + fixture("custom.map") + " --out " + dir + "/c.mdw").code, 0);
+  ASSERT_EQ(run_cli("convert " + fixture("custom.pt") + " --map " + fixture("custom.map") + " --out " + dir + "/c.mdw").code, 0);
   const struct {
     std::string args;
     int code;
@@ -672,13 +648,13 @@ TEST_F(ConvertCli, BadInputsGetClearErrorsAndNoOutput) {
     std::string args = c.args;
     for (size_t p; (p = args.find("{dir}")) != std::string::npos;) args.replace(p, 5, dir);
     for (size_t p; (p = args.find("{src}")) != std::string::npos;) args.replace(p, 5, fixture(""));
-    const CliRun r = run(args);
+    const CliResult r = run_cli(args);
     EXPECT_EQ(r.code, c.code) << args << "\n" << r.out;
     EXPECT_NE(r.out.find(c.message), std::string::npos) << args << "\n" << r.out;
-    EXPECT_FALSE(exists(dir + "/o.mdw")) << args;
-    EXPECT_FALSE(exists(dir + "/o.csv")) << args;
+    EXPECT_FALSE(file_exists(dir + "/o.mdw")) << args;
+    EXPECT_FALSE(file_exists(dir + "/o.csv")) << args;
   }
-  EXPECT_FALSE(exists(kMarker)) << "a pickle payload ran";
+  EXPECT_FALSE(file_exists(kMarker)) << "a pickle payload ran";
 }
 
 // ---- hostile input ---------------------------------------------------------------------
@@ -700,7 +676,7 @@ TEST(ConvertHostile, MaliciousPicklesAreRefusedAndNeverRun) {
     EXPECT_NE(err.find(c.message), std::string::npos) << c.file << ": " << err;
     EXPECT_NE(err.find("nothing was imported or executed"), std::string::npos) << err;
   }
-  EXPECT_FALSE(exists(kMarker)) << "a pickle payload ran";
+  EXPECT_FALSE(file_exists(kMarker)) << "a pickle payload ran";
 }
 
 // Every fixture truncated at many lengths and with flipped bytes: errors (or,

@@ -10,43 +10,13 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "cli/csv.h"
 #include "convert/convert.h"
 #include "microdiffusion/microdiffusion.h"
-#include "plot/png.h"
 
 namespace md::cli {
 namespace {
-
-int fail(const char* cmd, const std::string& message, int code = 1) {
-  std::fprintf(stderr, "microdiffusion %s: %s\n", cmd, message.c_str());
-  return code;
-}
-
-bool slurp(const std::string& path, std::vector<uint8_t>* out, std::string* error) {
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) {
-    *error = "cannot open '" + path + "': " + std::strerror(errno);
-    return false;
-  }
-  out->clear();
-  uint8_t buf[65536];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) out->insert(out->end(), buf, buf + n);
-  const bool failed = std::ferror(f) != 0;
-  std::fclose(f);
-  if (failed) {
-    *error = "cannot read '" + path + "'";
-    return false;
-  }
-  return true;
-}
-
-std::string describe(const Status& s) {
-  std::string m = std::string(status_code_name(s.code)) + ": " + s.message;
-  if (s.needed || s.available) m += " [" + std::to_string(s.needed) + ", " + std::to_string(s.available) + "]";
-  return m;
-}
 
 int run_with(const char* name, const char* usage, const char* summary, const std::vector<FlagSpec>& flags,
              int (*impl)(const Args&), int argc, char** argv) {
@@ -121,19 +91,19 @@ int convert_impl(const Args& args) {
   std::snprintf(o.meta.dataset, sizeof(o.meta.dataset), "%s", data_name.c_str());
 
   const std::string in = args.positional()[0];
-  std::vector<uint8_t> bytes;
-  if (!slurp(in, &bytes, &err)) return fail(cmd, err);
+  AlignedBuffer bytes;
+  if (!read_file(in, &bytes, &err)) return fail(cmd, err);
   if (args.has("map")) {
-    std::vector<uint8_t> map;
-    if (!slurp(args.str("map"), &map, &err)) return fail(cmd, err);
-    o.map_text.assign(map.begin(), map.end());
+    AlignedBuffer map;
+    if (!read_file(args.str("map"), &map, &err)) return fail(cmd, err);
+    o.map_text.assign(map.data(), map.data() + map.size);
     o.map_name = args.str("map");
     if (o.map_text.empty()) return fail(cmd, "'" + o.map_name + "' is empty");
   }
 
   if (list) {
     convert::Checkpoint ck;
-    err = convert::read_checkpoint(bytes.data(), bytes.size(), &ck);
+    err = convert::read_checkpoint(bytes.data(), bytes.size, &ck);
     if (err.empty()) err = convert::select_key(&ck, o.key);
     if (!err.empty()) return fail(cmd, "'" + in + "': " + err);
     std::printf("%s: %s, %zu tensors\n", in.c_str(), ck.format.c_str(), ck.tensors.size());
@@ -143,9 +113,9 @@ int convert_impl(const Args& args) {
   }
 
   convert::ConvertResult r;
-  err = convert::convert(bytes.data(), bytes.size(), o, &r);
+  err = convert::convert(bytes.data(), bytes.size, o, &r);
   if (!err.empty()) return fail(cmd, "'" + in + "': " + err);
-  if (!tools::write_file_atomic(args.str("out"), r.mdw, &err)) return fail(cmd, err);
+  if (!write_bytes(args.str("out"), r.mdw, &err)) return fail(cmd, err);
   if (terminal_alpha_bar(r.schedule) > kTerminalAlphaBarWarning)
     std::fprintf(stderr, "warning: alpha_bar_T = %.3g is far from 0 with this schedule: check --T and the schedule "
                  "flags against how the model was trained\n", terminal_alpha_bar(r.schedule));
@@ -174,10 +144,6 @@ const std::vector<FlagSpec> kPredictFlags = {
     {"help", nullptr, "show this help"},
 };
 
-struct alignas(64) Block64 {
-  uint8_t bytes[64];
-};
-
 int predict_impl(const Args& args) {
   const char* cmd = "predict";
   std::string err;
@@ -187,14 +153,10 @@ int predict_impl(const Args& args) {
   unsigned long long batch;
   if (!args.u64("batch", 256, 1, 65536, &batch, &err)) return fail(cmd, err, 2);
 
-  std::vector<uint8_t> raw;
   const std::string model_path = args.str("model");
-  if (!slurp(model_path, &raw, &err)) return fail(cmd, err);
-  std::vector<Block64> aligned(raw.size() / 64 + 1);  // load_weights binds in place: keep it aligned
-  std::memcpy(aligned.data(), raw.data(), raw.size());
+  AlignedBuffer model_file;
   LoadedWeights w;
-  const Status s = load_weights(aligned.data(), raw.size(), &w);
-  if (!s.ok()) return fail(cmd, "'" + model_path + "' is not a usable weight file: " + describe(s));
+  if (!load_model_file(model_path, &model_file, &w, &err)) return fail(cmd, err);
   const uint32_t D = w.model.desc.D, T = w.model.desc.T, C = w.model.desc.n_classes;
   const bool with_labels = args.has("labels");
   if (with_labels && C == 0) return fail(cmd, "--labels: '" + model_path + "' is not a class-conditional model", 2);
@@ -202,9 +164,9 @@ int predict_impl(const Args& args) {
 
   // Input rows, with their line numbers for messages.
   const std::string in_path = args.str("input");
-  std::vector<uint8_t> text_bytes;
-  if (!slurp(in_path, &text_bytes, &err)) return fail(cmd, err);
-  const std::string text(text_bytes.begin(), text_bytes.end());
+  AlignedBuffer text_bytes;
+  if (!read_file(in_path, &text_bytes, &err)) return fail(cmd, err);
+  const std::string text(text_bytes.data(), text_bytes.data() + text_bytes.size);
   std::vector<int32_t> ts, labels;
   std::vector<float> xs;
   size_t pos = 0, line_no = 0;
@@ -254,7 +216,7 @@ int predict_impl(const Args& args) {
   }
   const std::string csv = format_csv(out.data(), n, D);
   if (args.has("out")) {
-    if (!tools::write_file_atomic(args.str("out"), std::vector<uint8_t>(csv.begin(), csv.end()), &err))
+    if (!write_text(args.str("out"), csv, &err))
       return fail(cmd, err);
   } else {
     std::fwrite(csv.data(), 1, csv.size(), stdout);
