@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "le.h"
+#include "kernels/kernels.h"
 #include "microdiffusion/rng.h"
 
 namespace md {
@@ -203,20 +204,11 @@ Status Trainer::apply_gradients() {
   const float wd = static_cast<float>(config_.weight_decay);
   const float decay = static_cast<float>(1.0 - lr * config_.weight_decay);
   const bool adamw = config_.decoupled_weight_decay;
-  for (size_t i = 0; i < P; ++i) {
-    float g = grads_[i];
-    if (adamw) {
-      params_[i] *= decay;
-    } else if (wd != 0.0f) {
-      g += wd * params_[i];
-    }
-    m_[i] = m_[i] * b1 + one_minus_b1 * g;
-    v_[i] = v_[i] * b2 + one_minus_b2 * g * g;
-    const float denom = sqrtf(v_[i]) / bc2_sqrt + eps;
-    params_[i] -= step_size * (m_[i] / denom);
-  }
+  // The same loop, vectorised (bit-identical in every kernel variant).
+  const kernels::AdamStep adam{b1, b2, one_minus_b1, one_minus_b2, step_size, bc2_sqrt, eps, wd, decay, adamw};
+  kernels::adam_update(params_, m_, v_, grads_, P, adam);
   const float d = static_cast<float>(config_.ema_decay), one_minus_d = static_cast<float>(1.0 - config_.ema_decay);
-  for (size_t i = 0; i < P; ++i) ema_[i] = d * ema_[i] + one_minus_d * params_[i];
+  kernels::ema_update(ema_, params_, P, d, one_minus_d);
   return Status::Ok();
 }
 

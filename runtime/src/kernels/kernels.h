@@ -1,7 +1,15 @@
 // Compute kernels behind the layers. Every kernel has one plain reference
-// implementation (reference.cpp); SIMD variants plug in beside it and are
-// checked against it. Matrices are row-major; sizes come last.
+// implementation (reference.cpp); SIMD variants (avx2.cpp, avx512.cpp,
+// neon.cpp, all built from the templates in simd.h) plug in beside it and are
+// checked against it (tests/test_kernels.cpp). Matrices are row-major; sizes
+// come last.
+//
+// The free functions below dispatch through the active variant's table
+// (dispatch.cpp): chosen at first use from what this build was compiled for
+// and, on x86, what CPUID reports; MD_KERNELS (hosted builds) or
+// md::select_kernel_variant (microdiffusion/kernels.h) override the choice.
 #pragma once
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,9 +32,79 @@ void activation_forward(Activation a, float* y, const float* x, size_t n);
 // dx = dy * act'(x); dx may alias dy.
 void activation_backward(Activation a, float* dx, const float* x, const float* dy, size_t n);
 
+// Adam / AdamW step over a flat block (torch.optim.Adam's single-tensor path,
+// same formula and operation order, every variant bit-identical to the
+// reference: IEEE sqrt and division, no fused multiply-adds):
+//   g = grad (+ wd * p for Adam with weight decay; p *= decay for AdamW)
+//   m = m * b1 + (1 - b1) * g
+//   v = v * b2 + (1 - b2) * g * g
+//   p -= step_size * (m / (sqrt(v) / bc2_sqrt + eps))
+struct AdamStep {
+  float b1, b2, one_minus_b1, one_minus_b2;
+  float step_size;  // lr / (1 - b1^t)
+  float bc2_sqrt;   // sqrt(1 - b2^t)
+  float eps;
+  float weight_decay;  // Adam's L2 term (used when !decoupled)
+  float decay;         // AdamW's 1 - lr * weight_decay (used when decoupled)
+  bool decoupled;
+};
+void adam_update(float* p, float* m, float* v, const float* grad, size_t n, const AdamStep& s);
+// The update above for elements [i, n), one at a time: the reference, and the
+// tail of every vector variant (compiled with -ffp-contract=off everywhere).
+inline void adam_update_scalar(float* p, float* m, float* v, const float* grad, size_t i, size_t n,
+                               const AdamStep& s) {
+  for (; i < n; ++i) {
+    float g = grad[i];
+    if (s.decoupled) {
+      p[i] *= s.decay;
+    } else if (s.weight_decay != 0.0f) {
+      g += s.weight_decay * p[i];
+    }
+    m[i] = m[i] * s.b1 + s.one_minus_b1 * g;
+    v[i] = v[i] * s.b2 + s.one_minus_b2 * g * g;
+    const float denom = sqrtf(v[i]) / s.bc2_sqrt + s.eps;
+    p[i] -= s.step_size * (m[i] / denom);
+  }
+}
+// ema = d * ema + one_minus_d * p (bit-identical across variants)
+void ema_update(float* ema, const float* p, size_t n, float d, float one_minus_d);
+
 // Scalar forms, shared by all variants and by tests.
 float activation_value(Activation a, float x);
 float activation_derivative(Activation a, float x);
+
+// ---- Variants ----------------------------------------------------------------
+
+struct KernelTable {
+  const char* name;
+  void (*gemm_bias)(float* Y, const float* X, const float* W, const float* b, int M, int K, int N);
+  void (*gemm_nt)(float* dX, const float* dY, const float* W, int M, int N, int K);
+  void (*gemm_tn_acc)(float* dW, const float* X, const float* dY, int M, int K, int N);
+  void (*colsum_acc)(float* db, const float* dY, int M, int N);
+  void (*activation_forward)(Activation a, float* y, const float* x, size_t n);
+  void (*activation_backward)(Activation a, float* dx, const float* x, const float* dy, size_t n);
+  void (*adam_update)(float* p, float* m, float* v, const float* grad, size_t n, const AdamStep& s);
+  void (*ema_update)(float* ema, const float* p, size_t n, float d, float one_minus_d);
+};
+
+// One table per variant. Only the ones compiled into this build are defined:
+// dispatch.cpp references avx2/avx512 when CMake compiled them
+// (MD_KERNELS_HAVE_AVX2/AVX512) and neon when MD_KERNELS_NEON is 1.
+extern const KernelTable kReferenceTable;
+extern const KernelTable kAvx2Table;
+extern const KernelTable kAvx512Table;
+extern const KernelTable kNeonTable;
+#if defined(__ARM_NEON) && (defined(__aarch64__) || defined(__ARM_FEATURE_FMA))
+#define MD_KERNELS_NEON 1  // AArch64, or ARMv7 with NEON and VFPv4 (vfma)
+#else
+#define MD_KERNELS_NEON 0
+#endif
+
+// The table called `name` ("reference", "avx2", "avx512", "neon") if it is
+// compiled in and this CPU can run it, else null. "auto" is not a table name.
+const KernelTable* find_variant(const char* name);
+// The active table (selecting one on first use).
+const KernelTable& active_table();
 
 }  // namespace kernels
 }  // namespace md

@@ -1,5 +1,7 @@
 // Plain C++ reference kernels. Written so compilers vectorise the inner loops
 // (contiguous, no aliasing); the SIMD variants are checked against these.
+// Compiled with -ffp-contract=off (runtime/CMakeLists.txt) so Adam and EMA
+// round the same way on every target and in every variant.
 #include <math.h>
 #include <string.h>
 
@@ -7,6 +9,7 @@
 
 namespace md {
 namespace kernels {
+namespace ref {
 
 void gemm_bias(float* __restrict Y, const float* __restrict X, const float* __restrict W,
                const float* __restrict b, int M, int K, int N) {
@@ -81,6 +84,8 @@ void colsum_acc(float* __restrict db, const float* __restrict dY, int M, int N) 
   }
 }
 
+}  // namespace ref
+
 namespace {
 constexpr float kSqrt2OverPi = 0.7978845608028654f;
 constexpr float kGeluCubic = 0.044715f;
@@ -128,6 +133,8 @@ float activation_derivative(Activation a, float x) {
   return 1.0f;
 }
 
+namespace ref {
+
 void activation_forward(Activation a, float* y, const float* x, size_t n) {
   if (a == Activation::kIdentity) {
     if (y != x) memmove(y, x, n * sizeof(float));
@@ -139,6 +146,22 @@ void activation_forward(Activation a, float* y, const float* x, size_t n) {
 void activation_backward(Activation a, float* dx, const float* x, const float* dy, size_t n) {
   for (size_t i = 0; i < n; ++i) dx[i] = dy[i] * activation_derivative(a, x[i]);
 }
+
+void adam_update(float* __restrict p, float* __restrict m, float* __restrict v, const float* __restrict grad,
+                 size_t n, const AdamStep& s) {
+  adam_update_scalar(p, m, v, grad, 0, n, s);
+}
+
+void ema_update(float* __restrict ema, const float* __restrict p, size_t n, float d, float one_minus_d) {
+  for (size_t i = 0; i < n; ++i) ema[i] = d * ema[i] + one_minus_d * p[i];
+}
+
+}  // namespace ref
+
+extern const KernelTable kReferenceTable = {
+    "reference",          ref::gemm_bias,           ref::gemm_nt,     ref::gemm_tn_acc, ref::colsum_acc,
+    ref::activation_forward, ref::activation_backward, ref::adam_update, ref::ema_update,
+};
 
 }  // namespace kernels
 }  // namespace md

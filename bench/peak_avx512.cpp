@@ -1,0 +1,2 @@
+#define PEAK_ISA 512
+#include "peak_x86.h"

@@ -1,0 +1,88 @@
+// AVX2 + FMA variant (8 floats per vector). Compiled with -mavx2 -mfma
+// (runtime/CMakeLists.txt); only ever called after dispatch.cpp has checked
+// CPUID and XCR0, so the rest of the binary runs on any x86-64. No C++ library
+// headers: see simd.h.
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "kernels/x86_transpose.h"
+
+namespace md {
+namespace kernels {
+namespace {
+
+// Lane masks for the first n lanes: 8 - n words into this table.
+alignas(32) constexpr int32_t kFirstLanes[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+struct Avx2 {
+  using V = __m256;
+  using Mask = __m256;
+  static constexpr int W = 8;
+  // 6 x 2 tile: 12 accumulators + 2 B vectors + a broadcast of 16 registers.
+  static constexpr int MR = 6, NR = 2, kAccumulators = 12;
+  static constexpr int kVectorRegisters = 16;
+  static constexpr bool kFmaReadsMemory = true;
+  // Chunks (tuned on Zen 4 at the MLP's shapes, bench/): forward and
+  // gemm_nt reduce over up to 512 at once (packed B panel 512 x 16 floats =
+  // 32 KiB on the stack, streamed from L2) in row blocks of up to 128 (A block
+  // 256 KiB); gemm_tn_acc's strided X^T prefers chunks of 128 x 256.
+  static constexpr int KC = 512, MC = 128, KCT = 128, MCT = 256;
+  static constexpr int kPackRows = 16;   // pack B panels from this many rows
+  static constexpr int kNtDotRows = 4;   // gemm_nt: dot products below 4 rows
+  static constexpr bool kMaskedTail = true, kIeeeDivSqrt = true;
+
+  static inline __m256i first(int n) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kFirstLanes + 8 - n));
+  }
+  static inline V load(const float* p) { return _mm256_loadu_ps(p); }
+  static inline V load_n(const float* p, int n) { return _mm256_maskload_ps(p, first(n)); }
+  static inline void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static inline void store_n(float* p, V v, int n) { _mm256_maskstore_ps(p, first(n), v); }
+  static inline V set1(float x) { return _mm256_set1_ps(x); }
+  static inline V zero() { return _mm256_setzero_ps(); }
+  static inline V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static inline V sub(V a, V b) { return _mm256_sub_ps(a, b); }
+  static inline V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static inline V div(V a, V b) { return _mm256_div_ps(a, b); }
+  static inline V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static inline V min(V a, V b) { return _mm256_min_ps(a, b); }
+  static inline V max(V a, V b) { return _mm256_max_ps(a, b); }
+  static inline V sqrt(V a) { return _mm256_sqrt_ps(a); }
+  static inline V abs(V a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+  static inline V neg(V a) { return _mm256_xor_ps(a, _mm256_set1_ps(-0.0f)); }
+  static inline V round(V a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static inline V exp2i(V n) {
+    const __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
+  }
+  static inline Mask gt(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
+  static inline Mask lt(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
+  static inline Mask isnan(V a) { return _mm256_cmp_ps(a, a, _CMP_UNORD_Q); }
+  static inline V select(Mask m, V a, V b) { return _mm256_blendv_ps(b, a, m); }
+  static inline float hsum(V a) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  // 8 x 8 transpose in YMM registers (kernels/x86_transpose.h).
+  static constexpr int kTranspose = 8;
+  static inline void transpose(float* dst, size_t ldd, const float* src, size_t lds) {
+    transpose8x8_avx(dst, ldd, src, lds);
+  }
+
+};
+
+}  // namespace
+}  // namespace kernels
+}  // namespace md
+
+#include "kernels/simd.h"
+
+namespace md {
+namespace kernels {
+extern const KernelTable kAvx2Table = make_table<Avx2>("avx2");
+}  // namespace kernels
+}  // namespace md

@@ -1,0 +1,83 @@
+// AVX-512 variant (AVX-512F + DQ, 16 floats per vector). Compiled with
+// -mavx512f -mavx512dq -mavx2 -mfma (runtime/CMakeLists.txt); only ever called
+// after dispatch.cpp has checked CPUID and XCR0, so the rest of the binary
+// runs on any x86-64. No C++ library headers: see simd.h.
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12 flags the deliberately undefined vectors inside its own intrinsics
+// (_mm512_undefined_ps) once they are inlined here.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "kernels/x86_transpose.h"
+
+namespace md {
+namespace kernels {
+namespace {
+
+struct Avx512 {
+  using V = __m512;
+  using Mask = __mmask16;
+  static constexpr int W = 16;
+  // 6 x 4 tile: 24 accumulators + 4 B vectors + a broadcast of 32 registers.
+  static constexpr int MR = 6, NR = 4, kAccumulators = 24;
+  static constexpr int kVectorRegisters = 32;
+  static constexpr bool kFmaReadsMemory = true;
+  // Chunks (tuned on Zen 4 at the MLP's shapes, bench/): reduce over up to
+  // 256 at once (packed B panel 256 x 64 floats = 64 KiB on the stack,
+  // streamed from L2: fewer passes over C than an L1-sized panel) in row
+  // blocks of up to 256 (A block 256 KiB).
+  static constexpr int KC = 256, MC = 256, KCT = 256, MCT = 256;
+  static constexpr int kPackRows = 16;   // pack B panels from this many rows
+  static constexpr int kNtDotRows = 4;   // gemm_nt: dot products below 4 rows
+  static constexpr bool kMaskedTail = true, kIeeeDivSqrt = true;
+
+  static inline Mask first(int n) { return static_cast<Mask>((1u << n) - 1u); }
+  static inline V load(const float* p) { return _mm512_loadu_ps(p); }
+  static inline V load_n(const float* p, int n) { return _mm512_maskz_loadu_ps(first(n), p); }
+  static inline void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static inline void store_n(float* p, V v, int n) { _mm512_mask_storeu_ps(p, first(n), v); }
+  static inline V set1(float x) { return _mm512_set1_ps(x); }
+  static inline V zero() { return _mm512_setzero_ps(); }
+  static inline V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static inline V sub(V a, V b) { return _mm512_sub_ps(a, b); }
+  static inline V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static inline V div(V a, V b) { return _mm512_div_ps(a, b); }
+  static inline V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static inline V min(V a, V b) { return _mm512_min_ps(a, b); }
+  static inline V max(V a, V b) { return _mm512_max_ps(a, b); }
+  static inline V sqrt(V a) { return _mm512_sqrt_ps(a); }
+  static inline V abs(V a) { return _mm512_abs_ps(a); }
+  static inline V neg(V a) { return _mm512_xor_ps(a, _mm512_set1_ps(-0.0f)); }
+  static inline V round(V a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static inline V exp2i(V n) {
+    const __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
+  }
+  static inline Mask gt(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+  static inline Mask lt(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+  static inline Mask isnan(V a) { return _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q); }
+  static inline V select(Mask m, V a, V b) { return _mm512_mask_blend_ps(m, b, a); }
+  static inline float hsum(V a) { return _mm512_reduce_add_ps(a); }
+
+  // 8 x 8 transpose in YMM registers (kernels/x86_transpose.h).
+  static constexpr int kTranspose = 8;
+  static inline void transpose(float* dst, size_t ldd, const float* src, size_t lds) {
+    transpose8x8_avx(dst, ldd, src, lds);
+  }
+};
+
+}  // namespace
+}  // namespace kernels
+}  // namespace md
+
+#include "kernels/simd.h"
+
+namespace md {
+namespace kernels {
+extern const KernelTable kAvx512Table = make_table<Avx512>("avx512");
+}  // namespace kernels
+}  // namespace md

@@ -1,0 +1,179 @@
+// Kernel variant selection and the dispatching entry points of kernels.h.
+//
+// The active variant is one pointer to a constant table. It starts null and is
+// set on first use to the "auto" choice; setting it is idempotent (every
+// caller computes the same table), so a race between two first calls is
+// harmless, and the pointer is read and written with relaxed atomics so the
+// race is not undefined behaviour either. No function-local statics (the
+// runtime is built with -fno-threadsafe-statics), no heap.
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "microdiffusion/kernels.h"
+
+// MD_KERNELS is read only where there is an environment: not in freestanding
+// builds, nor where the build says bare metal (CMake defines MD_BARE_METAL for
+// CMAKE_SYSTEM_NAME Generic: newlib has a getenv, but no environment).
+#if defined(MD_BARE_METAL) || (defined(__STDC_HOSTED__) && __STDC_HOSTED__ == 0)
+#define MD_KERNELS_READ_ENV 0
+#else
+#define MD_KERNELS_READ_ENV 1
+#include <stdlib.h>
+#endif
+
+#if defined(MD_KERNELS_HAVE_AVX2) || defined(MD_KERNELS_HAVE_AVX512)
+#if !(defined(__x86_64__) || defined(__i386__))
+#error "the AVX variants are for x86 targets"
+#endif
+#include <cpuid.h>
+#endif
+
+namespace md {
+namespace kernels {
+namespace {
+
+constexpr const char* kVariantNames[] = {"reference", "avx2", "avx512", "neon"};
+constexpr size_t kVariantCount = sizeof(kVariantNames) / sizeof(kVariantNames[0]);
+
+#if defined(MD_KERNELS_HAVE_AVX2) || defined(MD_KERNELS_HAVE_AVX512)
+struct X86Features {
+  bool avx2_fma;  // AVX2 + FMA, with the OS saving YMM state
+  bool avx512;    // AVX-512F + DQ, with the OS saving ZMM and opmask state
+};
+
+X86Features x86_features() {
+  X86Features f = {false, false};
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid_max(0, nullptr) < 7) return f;
+  __cpuid_count(1, 0, a, b, c, d);
+  const bool osxsave = (c >> 27) & 1u, avx = (c >> 28) & 1u, fma = (c >> 12) & 1u;
+  if (!osxsave || !avx) return f;
+  unsigned xcr0_lo = 0, xcr0_hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0u));
+  const bool ymm_state = (xcr0_lo & 0x6u) == 0x6u;     // SSE + AVX state
+  const bool zmm_state = (xcr0_lo & 0xe6u) == 0xe6u;   // + opmask, ZMM_Hi256, Hi16_ZMM
+  __cpuid_count(7, 0, a, b, c, d);
+  const bool avx2 = (b >> 5) & 1u, avx512f = (b >> 16) & 1u, avx512dq = (b >> 17) & 1u;
+  f.avx2_fma = ymm_state && avx2 && fma;
+  f.avx512 = f.avx2_fma && zmm_state && avx512f && avx512dq;
+  return f;
+}
+#endif
+
+// The table of variant `index` if compiled in and runnable here, else null.
+const KernelTable* table_if_available(size_t index) {
+  switch (index) {
+    case 0: return &kReferenceTable;
+#if defined(MD_KERNELS_HAVE_AVX2)
+    case 1: return x86_features().avx2_fma ? &kAvx2Table : nullptr;
+#endif
+#if defined(MD_KERNELS_HAVE_AVX512)
+    case 2: return x86_features().avx512 ? &kAvx512Table : nullptr;
+#endif
+#if MD_KERNELS_NEON
+    case 3: return &kNeonTable;
+#endif
+    default: return nullptr;
+  }
+}
+
+// Fastest first.
+const KernelTable* best_available() {
+  const size_t order[] = {2, 1, 3, 0};
+  for (size_t i : order)
+    if (const KernelTable* t = table_if_available(i)) return t;
+  return &kReferenceTable;
+}
+
+const KernelTable* auto_choice() {
+#if MD_KERNELS_READ_ENV
+  const char* env = getenv("MD_KERNELS");
+  if (env != nullptr && env[0] != '\0' && strcmp(env, "auto") != 0) {
+    if (const KernelTable* t = find_variant(env)) return t;
+    // Unknown or unavailable: fall through to the CPU's best (kernel_variant()
+    // tells what was chosen).
+  }
+#endif
+  return best_available();
+}
+
+const KernelTable* g_active = nullptr;
+
+inline const KernelTable* load_active() { return __atomic_load_n(&g_active, __ATOMIC_RELAXED); }
+inline void store_active(const KernelTable* t) { __atomic_store_n(&g_active, t, __ATOMIC_RELAXED); }
+
+}  // namespace
+
+const KernelTable* find_variant(const char* name) {
+  if (name == nullptr) return nullptr;
+  for (size_t i = 0; i < kVariantCount; ++i)
+    if (strcmp(name, kVariantNames[i]) == 0) return table_if_available(i);
+  return nullptr;
+}
+
+const KernelTable& active_table() {
+  const KernelTable* t = load_active();
+  if (t == nullptr) {
+    t = auto_choice();
+    store_active(t);
+  }
+  return *t;
+}
+
+void gemm_bias(float* Y, const float* X, const float* W, const float* b, int M, int K, int N) {
+  active_table().gemm_bias(Y, X, W, b, M, K, N);
+}
+void gemm_nt(float* dX, const float* dY, const float* W, int M, int N, int K) {
+  active_table().gemm_nt(dX, dY, W, M, N, K);
+}
+void gemm_tn_acc(float* dW, const float* X, const float* dY, int M, int K, int N) {
+  active_table().gemm_tn_acc(dW, X, dY, M, K, N);
+}
+void colsum_acc(float* db, const float* dY, int M, int N) { active_table().colsum_acc(db, dY, M, N); }
+void activation_forward(Activation a, float* y, const float* x, size_t n) {
+  active_table().activation_forward(a, y, x, n);
+}
+void activation_backward(Activation a, float* dx, const float* x, const float* dy, size_t n) {
+  active_table().activation_backward(a, dx, x, dy, n);
+}
+void adam_update(float* p, float* m, float* v, const float* grad, size_t n, const AdamStep& s) {
+  active_table().adam_update(p, m, v, grad, n, s);
+}
+void ema_update(float* ema, const float* p, size_t n, float d, float one_minus_d) {
+  active_table().ema_update(ema, p, n, d, one_minus_d);
+}
+
+}  // namespace kernels
+
+const char* kernel_variant() { return kernels::active_table().name; }
+
+bool kernel_variant_available(const char* name) {
+  if (name != nullptr && strcmp(name, "auto") == 0) return true;
+  return kernels::find_variant(name) != nullptr;
+}
+
+Status select_kernel_variant(const char* name) {
+  if (name == nullptr) return make_status(StatusCode::kInvalidArgument, "kernel variant name is null");
+  if (strcmp(name, "auto") == 0) {
+    kernels::store_active(kernels::auto_choice());
+    return Status::Ok();
+  }
+  bool known = false;
+  for (size_t i = 0; i < kernels::kVariantCount; ++i) known = known || strcmp(name, kernels::kVariantNames[i]) == 0;
+  if (!known)
+    return make_status(StatusCode::kInvalidArgument,
+                       "unknown kernel variant (known: reference, avx2, avx512, neon, auto)");
+  const kernels::KernelTable* t = kernels::find_variant(name);
+  if (t == nullptr)
+    return make_status(StatusCode::kInvalidArgument, "kernel variant not available in this build or on this CPU");
+  kernels::store_active(t);
+  return Status::Ok();
+}
+
+size_t kernel_variant_count() { return kernels::kVariantCount; }
+
+const char* kernel_variant_name(size_t index) {
+  return index < kernels::kVariantCount ? kernels::kVariantNames[index] : nullptr;
+}
+
+}  // namespace md

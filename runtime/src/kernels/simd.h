@@ -1,0 +1,731 @@
+// Generic SIMD kernels, written once against a small traits interface `S` and
+// instantiated by each ISA's file (avx2.cpp, avx512.cpp, neon.cpp), which is
+// compiled with that ISA's flags.
+//
+// Everything here is in an anonymous namespace on purpose: each including file
+// gets its own private copy compiled for its own ISA. Nothing may be emitted
+// as a shared (weak/inline) symbol, or the linker could let an AVX-512 copy
+// stand in for the one another variant (or the reference) calls. For the same
+// reason this header and the ISA files include no C++ library headers.
+//
+// The traits S provide (all static):
+//   V, Mask                         vector of W floats, lane mask
+//   W, MR, NR                       lanes; GEMM tile of MR rows x NR vectors
+//   kAccumulators, kVectorRegisters vector registers for accumulators, in all
+//   kFmaReadsMemory                 fma can take an operand from memory
+//   KC, MC (KCT, MCT for X^T)       reduction chunk (B panel KC x NR*W floats,
+//                                   packed on the stack), rows per block
+//   kPackRows, kNtDotRows           pack B from this many rows; gemm_nt by
+//                                   dot products below this many
+//   kMaskedTail                     load_n/store_n are cheap (hardware masks):
+//                                   GEMM column tails use them, else scalar
+//   kIeeeDivSqrt                    div and sqrt are correctly rounded (Adam)
+//   load, load_n(p, n), store, store_n(p, v, n)   n in [1, W): lanes >= n
+//                                   are neither read nor written (load_n: 0)
+//   set1, zero, add, sub, mul, div, fma(a, b, c) = a * b + c (fused), min,
+//   max, abs, neg, sqrt, round (to nearest integer), exp2i (2^n for integral
+//   n in [-126, 127]), gt, lt, isnan, select(m, a, b) = m ? a : b, hsum
+//   kTranspose, transpose(dst, ldd, src, lds): dst[j][i] = src[i][j] for a
+//                                   kTranspose x kTranspose block
+#pragma once
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+namespace md {
+namespace kernels {
+namespace {
+
+// ---- GEMM ----------------------------------------------------------------------
+//
+// One engine for the three products: C (rows x cols) = or += A (rows x red) .
+// B (red x cols) (+ bias on the first write), with
+//   A(r, p) = A[r * lda + p]   (AT = false: X in gemm_bias, dY in gemm_nt), or
+//   A(r, p) = A[p * lda + r]   (AT = true: X^T in gemm_tn_acc),
+//   B(p, c) = B[p * ldb + c].
+// Register tile: MR rows x NV vectors of C, updated with an outer product per
+// p (NV loads of B, MR broadcasts of A). Around it (run()): reduction chunks
+// of KC, row blocks of MC (the A block stays in L2), column blocks of NB =
+// NR*W; each (chunk, column block) panel of B is packed contiguously on the
+// stack and swept by every row tile of the block. Tuned on Zen 4 (bench/):
+// about 80-95% of the FMA peak at batch >= 256 and widths 96-512.
+// Small shapes take their own paths: few rows (a batch of 1-5: few_rows,
+// wide column blocks), a batch of 1-4 in gemm_tn_acc (short_reduction, a
+// rank-P update) and gemm_nt with 1-3 rows (nt_dot, dot products).
+
+enum class Init { kZeroOrBias, kAccumulate };
+
+template <class S>
+struct Gemm {
+  using V = typename S::V;
+  static constexpr int W = S::W;
+  static constexpr int NB = S::NR * S::W;  // columns per full block
+
+  template <int NV, bool TAIL>
+  static inline V load_col(const float* p, int v, int tail) {
+    return (TAIL && v == NV - 1) ? S::load_n(p, tail) : S::load(p);
+  }
+
+  // How the last vector of a column tail is read from B: masked (B is the
+  // caller's matrix), or whole (B is a packed panel whose tail lanes are 0:
+  // a masked load in the loop would make GCC keep the accumulators in memory,
+  // since the masked-load builtin may read anything).
+  enum BTail { kBMasked, kBPadded };
+
+  template <int MR, int NV, bool TAIL, bool AT, bool BMASK = TAIL>
+  static inline void tile(float* C, size_t ldc, const float* A, size_t lda, const float* B, size_t ldb, int pn,
+                          Init init, const float* bias, int tail) {
+    V c[MR][NV];
+    if (init == Init::kAccumulate) {
+      for (int r = 0; r < MR; ++r)
+        for (int v = 0; v < NV; ++v) c[r][v] = load_col<NV, TAIL>(C + r * ldc + v * W, v, tail);
+    } else if (bias != nullptr) {
+      for (int v = 0; v < NV; ++v) {
+        const V bv = load_col<NV, TAIL>(bias + v * W, v, tail);
+        for (int r = 0; r < MR; ++r) c[r][v] = bv;
+      }
+    } else {
+      for (int r = 0; r < MR; ++r)
+        for (int v = 0; v < NV; ++v) c[r][v] = S::zero();
+    }
+    for (int p = 0; p < pn; ++p) {
+      V b[NV];
+      for (int v = 0; v < NV; ++v) b[v] = load_col<NV, BMASK>(B + v * W, v, tail);
+      for (int r = 0; r < MR; ++r) {
+        const V a = S::set1(AT ? A[r] : A[r * lda]);
+        for (int v = 0; v < NV; ++v) c[r][v] = S::fma(a, b[v], c[r][v]);
+      }
+      A += AT ? lda : 1;
+      B += ldb;
+    }
+    for (int r = 0; r < MR; ++r)
+      for (int v = 0; v < NV; ++v) {
+        if (TAIL && v == NV - 1)
+          S::store_n(C + r * ldc + v * W, c[r][v], tail);
+        else
+          S::store(C + r * ldc + v * W, c[r][v]);
+      }
+  }
+
+  // The last rem (< MR) rows.
+  template <int R, int NV, bool TAIL, bool AT, bool BMASK>
+  static inline void rows_rem(int rem, float* C, size_t ldc, const float* A, size_t lda, const float* B,
+                              size_t ldb, int pn, Init init, const float* bias, int tail) {
+    if constexpr (R >= 1) {
+      if (rem == R)
+        tile<R, NV, TAIL, AT, BMASK>(C, ldc, A, lda, B, ldb, pn, init, bias, tail);
+      else
+        rows_rem<R - 1, NV, TAIL, AT, BMASK>(rem, C, ldc, A, lda, B, ldb, pn, init, bias, tail);
+    }
+  }
+
+  template <int NV, bool TAIL, bool AT, bool BMASK = TAIL>
+  static void rows(float* C, size_t ldc, const float* A, size_t lda, const float* B, size_t ldb, int M, int pn,
+                   Init init, const float* bias, int tail) {
+    int r = 0;
+    for (; r + S::MR <= M; r += S::MR)
+      tile<S::MR, NV, TAIL, AT, BMASK>(C + r * ldc, ldc, A + (AT ? r : r * lda), lda, B, ldb, pn, init, bias, tail);
+    if (r < M)
+      rows_rem<S::MR - 1, NV, TAIL, AT, BMASK>(M - r, C + r * ldc, ldc, A + (AT ? r : r * lda), lda, B, ldb, pn,
+                                               init, bias, tail);
+  }
+
+  // Columns [0, nv * W + tail) with nv whole vectors (<= NR) then `tail`
+  // masked lanes, picked at run time.
+  template <int NV, bool AT>
+  static void rows_nv(int nv, bool has_tail, BTail bt, float* C, size_t ldc, const float* A, size_t lda,
+                      const float* B, size_t ldb, int M, int pn, Init init, const float* bias, int tail) {
+    if constexpr (NV >= 1) {
+      if (nv == NV) {
+        if (!has_tail)
+          rows<NV, false, AT>(C, ldc, A, lda, B, ldb, M, pn, init, bias, tail);
+        else if (bt == kBPadded)
+          rows<NV, true, AT, false>(C, ldc, A, lda, B, ldb, M, pn, init, bias, tail);
+        else
+          rows<NV, true, AT, true>(C, ldc, A, lda, B, ldb, M, pn, init, bias, tail);
+      } else {
+        rows_nv<NV - 1, AT>(nv, has_tail, bt, C, ldc, A, lda, B, ldb, M, pn, init, bias, tail);
+      }
+    }
+  }
+
+  // Scalar columns (tails of ISAs without cheap masks).
+  template <bool AT>
+  static void scalar_cols(float* C, size_t ldc, const float* A, size_t lda, const float* B, size_t ldb, int M,
+                          int pn, int ncols, Init init, const float* bias) {
+    for (int r = 0; r < M; ++r)
+      for (int c = 0; c < ncols; ++c) {
+        float s = init == Init::kAccumulate ? C[r * ldc + c] : (bias != nullptr ? bias[c] : 0.0f);
+        for (int p = 0; p < pn; ++p) {
+          const float a = AT ? A[p * lda + r] : A[r * lda + p];
+          s += a * B[p * ldb + c];
+        }
+        C[r * ldc + c] = s;
+      }
+  }
+
+  // One block of ncols <= NB columns, all M rows, pn reduction steps.
+  template <bool AT>
+  static void block(float* C, size_t ldc, const float* A, size_t lda, const float* B, size_t ldb, int M, int pn,
+                    int ncols, Init init, const float* bias, BTail bt) {
+    if (ncols == NB) {
+      rows<S::NR, false, AT>(C, ldc, A, lda, B, ldb, M, pn, init, bias, 0);
+      return;
+    }
+    const int nv = ncols / W, tail = ncols % W;
+    if (S::kMaskedTail) {
+      rows_nv<S::NR, AT>(nv + (tail != 0), tail != 0, bt, C, ldc, A, lda, B, ldb, M, pn, init, bias, tail);
+    } else {
+      if (nv > 0) rows_nv<S::NR, AT>(nv, false, bt, C, ldc, A, lda, B, ldb, M, pn, init, bias, 0);
+      if (tail > 0)
+        scalar_cols<AT>(C + nv * W, ldc, A, lda, B + nv * W, ldb, M, pn, tail, init,
+                        bias != nullptr ? bias + nv * W : nullptr);
+    }
+  }
+
+  static void fill_rows(float* C, size_t ldc, int M, int N, const float* bias) {
+    for (int r = 0; r < M; ++r)
+      for (int c = 0; c < N; ++c) C[r * ldc + c] = bias != nullptr ? bias[c] : 0.0f;
+  }
+
+  // Copies rows [0, pn) x columns [0, nc) of B into panel (row stride NB),
+  // zeros up to the next whole vector:
+  // the tile then streams one contiguous block instead of pn rows a
+  // power-of-two stride apart (which share a few L1 sets and evict each other).
+  static void pack_panel(float* panel, const float* B, size_t ldb, int pn, int nc) {
+    const int nv = nc / W, tail = nc % W;
+    for (int p = 0; p < pn; ++p) {
+      const float* src = B + static_cast<size_t>(p) * ldb;
+      float* dst = panel + p * NB;
+      for (int v = 0; v < nv; ++v) S::store(dst + v * W, S::load(src + v * W));
+      if (tail) S::store(dst + nv * W, S::load_n(src + nv * W, tail));  // lanes past nc: 0
+    }
+  }
+
+  // Rows per block: at most max_rows (an A block of MC x KC floats stays in L2
+  // while every column block sweeps it), evened out over the blocks and
+  // rounded up to whole tiles.
+  static int rows_per_block(int M, int max_rows) {
+    if (M <= max_rows) return M;
+    const int blocks = (M + max_rows - 1) / max_rows;
+    const int mc = (M + blocks - 1) / blocks;
+    return (mc + S::MR - 1) / S::MR * S::MR;
+  }
+
+  // Few rows (M < MR, e.g. a batch of 1): column blocks as wide as the
+  // accumulator registers allow (R x kAccumulators/R vectors), each streaming
+  // the whole reduction, so every B row is read in long contiguous pieces and
+  // there are enough independent FMA chains. The columns left over go
+  // through the normal tiles.
+  template <int R, bool AT>
+  static void few_rows(float* C, size_t ldc, const float* A, size_t lda, const float* B, size_t ldb, int P, int N,
+                       bool accumulate, const float* bias) {
+    // x86 FMAs read B from memory: only the accumulators need registers.
+    // NEON's need B in registers too: R x WV accumulators + WV + a broadcast.
+    constexpr int WV = S::kFmaReadsMemory ? S::kAccumulators / R : (S::kVectorRegisters - 1) / (R + 1);
+    const Init init = accumulate ? Init::kAccumulate : Init::kZeroOrBias;
+    int c0 = 0;
+    for (; c0 + WV * W <= N; c0 += WV * W)
+      tile<R, WV, false, AT>(C + c0, ldc, A, lda, B + c0, ldb, P, init, bias ? bias + c0 : nullptr, 0);
+    for (; c0 < N; c0 += NB) {
+      const int nc = N - c0 < NB ? N - c0 : NB;
+      block<AT>(C + c0, ldc, A, lda, B + c0, ldb, R, P, nc, init, bias ? bias + c0 : nullptr, kBMasked);
+    }
+  }
+
+  template <int R, bool AT>
+  static void few_rows_dispatch(int M, float* C, size_t ldc, const float* A, size_t lda, const float* B, size_t ldb,
+                                int P, int N, bool accumulate, const float* bias) {
+    if constexpr (R >= 1) {
+      if (M == R)
+        few_rows<R, AT>(C, ldc, A, lda, B, ldb, P, N, accumulate, bias);
+      else
+        few_rows_dispatch<R - 1, AT>(M, C, ldc, A, lda, B, ldb, P, N, accumulate, bias);
+    }
+  }
+
+  // Short reductions (P <= 4: a batch of 1-4 in gemm_tn_acc): a rank-P
+  // update, C row by row, each element read and written once.
+  template <int P, bool AT>
+  static void short_reduction(float* C, size_t ldc, const float* A, size_t lda, const float* B, size_t ldb, int M,
+                              int N) {
+    const int nv = N / W, tail = N % W;
+    for (int r = 0; r < M; ++r) {
+      V a[P];
+      for (int p = 0; p < P; ++p)
+        a[p] = S::set1(AT ? A[static_cast<size_t>(p) * lda + r] : A[static_cast<size_t>(r) * lda + p]);
+      float* c = C + static_cast<size_t>(r) * ldc;
+      for (int v = 0; v < nv; ++v) {
+        V acc = S::load(c + v * W);
+        for (int p = 0; p < P; ++p) acc = S::fma(a[p], S::load(B + static_cast<size_t>(p) * ldb + v * W), acc);
+        S::store(c + v * W, acc);
+      }
+      if (tail) {
+        V acc = S::load_n(c + nv * W, tail);
+        for (int p = 0; p < P; ++p)
+          acc = S::fma(a[p], S::load_n(B + static_cast<size_t>(p) * ldb + nv * W, tail), acc);
+        S::store_n(c + nv * W, acc, tail);
+      }
+    }
+  }
+
+  // The driver: reduction chunks of KC, row blocks of MC, column blocks of
+  // NB. TB: B is given transposed, B(p, c) = B[c * ldb + p] (gemm_nt's W),
+  // and is always packed, transposing; otherwise B is packed (contiguous
+  // panel) once enough rows reuse it.
+  template <bool AT, bool TB>
+  static void run(float* C, size_t ldc, const float* A, size_t lda, const float* B, size_t ldb, int M, int P, int N,
+                  bool accumulate, const float* bias) {
+    if (M <= 0 || N <= 0) return;
+    if (P <= 0) {
+      if (!accumulate) fill_rows(C, ldc, M, N, bias);
+      return;
+    }
+    if constexpr (AT) {
+      if (accumulate && P <= 4) {
+        switch (P) {
+          case 1: short_reduction<1, AT>(C, ldc, A, lda, B, ldb, M, N); return;
+          case 2: short_reduction<2, AT>(C, ldc, A, lda, B, ldb, M, N); return;
+          case 3: short_reduction<3, AT>(C, ldc, A, lda, B, ldb, M, N); return;
+          default: short_reduction<4, AT>(C, ldc, A, lda, B, ldb, M, N); return;
+        }
+      }
+    }
+    if constexpr (!TB) {
+      if (M < S::MR && P > 4) {
+        few_rows_dispatch<S::MR - 1, AT>(M, C, ldc, A, lda, B, ldb, P, N, accumulate, bias);
+        return;
+      }
+    }
+    const bool pack = TB || M >= S::kPackRows;
+    // X^T (gemm_tn_acc) reads one cache line per reduction step, from rows a
+    // power-of-two stride apart: it gets its own, smaller chunks.
+    constexpr int kc = AT ? S::KCT : S::KC;
+    const int mc = rows_per_block(M, AT ? S::MCT : S::MC);
+    static_assert(kc <= S::KC, "the panel holds KC rows");
+    float panel[S::KC * NB];
+    for (int p0 = 0; p0 < P; p0 += kc) {
+      const int pn = P - p0 < kc ? P - p0 : kc;
+      const Init init = (accumulate || p0 > 0) ? Init::kAccumulate : Init::kZeroOrBias;
+      for (int m0 = 0; m0 < M; m0 += mc) {
+        const int mn = M - m0 < mc ? M - m0 : mc;
+        const float* Ap = A + (AT ? static_cast<size_t>(p0) * lda + m0 : static_cast<size_t>(m0) * lda + p0);
+        for (int c0 = 0; c0 < N; c0 += NB) {
+          const int nc = N - c0 < NB ? N - c0 : NB;
+          const float* Bb;
+          size_t ldbb = NB;
+          if (TB) {
+            pack_transposed(panel, B + static_cast<size_t>(c0) * ldb + p0, ldb, pn, nc);
+            Bb = panel;
+          } else if (pack) {
+            pack_panel(panel, B + static_cast<size_t>(p0) * ldb + c0, ldb, pn, nc);
+            Bb = panel;
+          } else {
+            Bb = B + static_cast<size_t>(p0) * ldb + c0;
+            ldbb = ldb;
+          }
+          block<AT>(C + static_cast<size_t>(m0) * ldc + c0, ldc, Ap, lda, Bb, ldbb, mn, pn, nc, init,
+                    (init == Init::kZeroOrBias && bias != nullptr) ? bias + c0 : nullptr,
+                    pack ? kBPadded : kBMasked);
+        }
+      }
+    }
+  }
+
+  // dX (M, K) = dY (M, N) . W (K, N)^T: the driver with B = W^T (packed
+  // transposed), or dot products for very few rows (where packing would cost
+  // as much as the product).
+  static void nt(float* dX, const float* dY, const float* Wm, int M, int N, int K) {
+    if (M > 0 && K > 0 && N > 0 && M < S::kNtDotRows) {
+      nt_dot(dX, dY, Wm, M, N, K);
+      return;
+    }
+    run<false, true>(dX, K, dY, N, Wm, N, M, N, K, false, nullptr);
+  }
+
+  // panel[p][c] = W[c][p] for p < pn, c < nc (W's rows N apart): T x T
+  // blocks through registers (S::transpose), the edges one by one; zeros up
+  // to the next whole vector.
+  static void pack_transposed(float* panel, const float* Wm, size_t N, int pn, int nc) {
+    constexpr int T = S::kTranspose;
+    int c = 0;
+    for (; c + T <= nc; c += T) {
+      int p = 0;
+      for (; p + T <= pn; p += T) S::transpose(panel + p * NB + c, NB, Wm + c * N + p, N);
+      for (; p < pn; ++p)
+        for (int j = 0; j < T; ++j) panel[p * NB + c + j] = Wm[(c + j) * N + p];
+    }
+    for (; c < nc; ++c)
+      for (int p = 0; p < pn; ++p) panel[p * NB + c] = Wm[c * N + p];
+    for (; c % W != 0; ++c)  // zeros up to the next whole vector
+      for (int p = 0; p < pn; ++p) panel[p * NB + c] = 0.0f;
+  }
+
+  static float dot(const float* a, const float* b, int n) {
+    V s0 = S::zero(), s1 = S::zero();
+    int i = 0;
+    for (; i + 2 * W <= n; i += 2 * W) {
+      s0 = S::fma(S::load(a + i), S::load(b + i), s0);
+      s1 = S::fma(S::load(a + i + W), S::load(b + i + W), s1);
+    }
+    for (; i + W <= n; i += W) s0 = S::fma(S::load(a + i), S::load(b + i), s0);
+    if (i < n) s1 = S::fma(S::load_n(a + i, n - i), S::load_n(b + i, n - i), s1);
+    return S::hsum(S::add(s0, s1));
+  }
+
+  static void nt_dot(float* dX, const float* dY, const float* Wt, int M, int N, int K) {
+    for (int i = 0; i < M; ++i)
+      for (int k = 0; k < K; ++k)
+        dX[static_cast<size_t>(i) * K + k] = dot(dY + static_cast<size_t>(i) * N, Wt + static_cast<size_t>(k) * N, N);
+  }
+};
+
+template <class S>
+void simd_gemm_bias(float* Y, const float* X, const float* Wm, const float* b, int M, int K, int N) {
+  Gemm<S>::template run<false, false>(Y, N, X, K, Wm, N, M, K, N, false, b);
+}
+
+template <class S>
+void simd_gemm_nt(float* dX, const float* dY, const float* Wm, int M, int N, int K) {
+  Gemm<S>::nt(dX, dY, Wm, M, N, K);
+}
+
+template <class S>
+void simd_gemm_tn_acc(float* dW, const float* X, const float* dY, int M, int K, int N) {
+  Gemm<S>::template run<true, false>(dW, N, X, K, dY, N, K, M, N, true, nullptr);
+}
+
+template <class S>
+void simd_colsum_acc(float* db, const float* dY, int M, int N) {
+  using V = typename S::V;
+  constexpr int W = S::W;
+  if (M <= 0 || N <= 0) return;
+  int c = 0;
+  for (; c + 2 * W <= N; c += 2 * W) {
+    V a0 = S::load(db + c), a1 = S::load(db + c + W), b0 = S::zero(), b1 = S::zero();
+    int i = 0;
+    for (; i + 2 <= M; i += 2) {
+      const float* r0 = dY + static_cast<size_t>(i) * N + c;
+      a0 = S::add(a0, S::load(r0));
+      a1 = S::add(a1, S::load(r0 + W));
+      b0 = S::add(b0, S::load(r0 + N));
+      b1 = S::add(b1, S::load(r0 + N + W));
+    }
+    if (i < M) {
+      const float* r0 = dY + static_cast<size_t>(i) * N + c;
+      a0 = S::add(a0, S::load(r0));
+      a1 = S::add(a1, S::load(r0 + W));
+    }
+    S::store(db + c, S::add(a0, b0));
+    S::store(db + c + W, S::add(a1, b1));
+  }
+  for (; c < N; c += W) {
+    const int n = N - c < W ? N - c : W;
+    V a = n == W ? S::load(db + c) : S::load_n(db + c, n);
+    for (int i = 0; i < M; ++i) {
+      const float* r0 = dY + static_cast<size_t>(i) * N + c;
+      a = S::add(a, n == W ? S::load(r0) : S::load_n(r0, n));
+    }
+    if (n == W)
+      S::store(db + c, a);
+    else
+      S::store_n(db + c, a, n);
+  }
+}
+
+// ---- Elementwise math ---------------------------------------------------------
+//
+// Accuracy (tests/test_kernels.cpp measures it against double-precision libm
+// for every variant): exp about 2 ulp over the range used; the activations
+// and derivatives within max(2e-6 relative, 1e-6 absolute) of the exact
+// function over [-30, 30], with the same threshold (softplus: x above 20)
+// and NaN propagation as the reference.
+
+template <class S>
+struct VMath {
+  using V = typename S::V;
+
+  // e^x: Cephes' expf. n = round(x log2 e), r = x - n ln 2 in two parts,
+  // e^r = 1 + r + r^2 P(r), times 2^n through the exponent bits. Overflows to
+  // +inf above 88.72 (n = 128 makes the 2^n bits +inf); 0 below -87.34
+  // (instead of a denormal); a NaN comes out as some number (the activations
+  // put NaN back).
+  static inline V exp(V x) {
+    const V lo = S::set1(-87.33654f);
+    const V xc = S::min(S::max(x, lo), S::set1(88.72283f));
+    const V n = S::round(S::mul(xc, S::set1(1.44269504088896341f)));
+    V r = S::fma(n, S::set1(-0.693359375f), xc);
+    r = S::fma(n, S::set1(2.12194440e-4f), r);
+    V y = S::set1(1.9875691500e-4f);
+    y = S::fma(y, r, S::set1(1.3981999507e-3f));
+    y = S::fma(y, r, S::set1(8.3334519073e-3f));
+    y = S::fma(y, r, S::set1(4.1665795894e-2f));
+    y = S::fma(y, r, S::set1(1.6666665459e-1f));
+    y = S::fma(y, r, S::set1(5.0000001201e-1f));
+    y = S::fma(y, S::mul(r, r), S::add(r, S::set1(1.0f)));
+    return S::select(S::lt(x, lo), S::zero(), S::mul(y, S::exp2i(n)));
+  }
+
+  // log(1 + t) for t in [0, 1]: 2 atanh(s) with s = t / (2 + t) in [0, 1/3],
+  // atanh(s) / s a polynomial in s^2 (Chebyshev fit, error 4e-9).
+  static inline V log1p01(V t) {
+    const V s = S::div(t, S::add(t, S::set1(2.0f)));
+    const V z = S::mul(s, s);
+    V y = S::set1(0.1407888918155454f);
+    y = S::fma(y, z, S::set1(0.13982578872598634f));
+    y = S::fma(y, z, S::set1(0.20012297615351874f));
+    y = S::fma(y, z, S::set1(0.33333160820688887f));
+    y = S::fma(y, z, S::set1(1.0000000038408794f));
+    return S::mul(S::add(s, s), y);
+  }
+
+  // tanh: x + x^3 P(x^2) below 0.625 (Cephes' tanhf), else
+  // sign(x) (1 - e) / (1 + e) with e = exp(-2|x|) <= 0.29.
+  static inline V tanh(V x) {
+    const V a = S::abs(x);
+    const V z = S::mul(x, x);
+    V p = S::set1(-5.70498872745e-3f);
+    p = S::fma(p, z, S::set1(2.06390887954e-2f));
+    p = S::fma(p, z, S::set1(-5.37397155531e-2f));
+    p = S::fma(p, z, S::set1(1.33314422036e-1f));
+    p = S::fma(p, z, S::set1(-3.33332819422e-1f));
+    const V small = S::fma(S::mul(p, z), x, x);
+    const V e = exp(S::mul(a, S::set1(-2.0f)));
+    V big = S::div(S::sub(S::set1(1.0f), e), S::add(S::set1(1.0f), e));
+    big = S::select(S::lt(x, S::zero()), S::neg(big), big);
+    return S::select(S::lt(a, S::set1(0.625f)), small, big);
+  }
+
+  // Phi(x) = (1 + erf(x / sqrt 2)) / 2, accurate in the lower tail too:
+  // |z| < 1: 1/2 + erf(z) / 2, erf(z) = z P(z^2) (Chebyshev fit, 1.2e-9);
+  // else erfc(|z|) = exp(-z^2) R(1/|z|) (Chebyshev fit on 1/|z| in [1/4, 1],
+  // 4.7e-9; clamped beyond |z| = 4, where erfc < 2e-8) and
+  // Phi = 1 - erfc / 2 or erfc / 2 by the sign of x.
+  static inline V phi_cdf(V x) {
+    const V z = S::mul(x, S::set1(0.7071067811865476f));
+    const V a = S::abs(z);
+    const V z2 = S::mul(z, z);
+    V p = S::set1(7.8758750626854883e-5f);
+    p = S::fma(p, z2, S::set1(-0.00080168642871658695f));
+    p = S::fma(p, z2, S::set1(0.005189087423433974f));
+    p = S::fma(p, z2, S::set1(-0.026854212010626412f));
+    p = S::fma(p, z2, S::set1(0.11283594715160218f));
+    p = S::fma(p, z2, S::set1(-0.37612626666720331f));
+    p = S::fma(p, z2, S::set1(1.1283791658483509f));
+    const V half = S::set1(0.5f);
+    const V small = S::fma(S::mul(z, p), half, half);
+    const V t = S::max(S::div(S::set1(1.0f), S::max(a, S::set1(1.0f))), S::set1(0.25f));
+    V q = S::set1(0.025032543186535637f);
+    q = S::fma(q, t, S::set1(-0.14789844462513762f));
+    q = S::fma(q, t, S::set1(0.36086186040483293f));
+    q = S::fma(q, t, S::set1(-0.42983374861601877f));
+    q = S::fma(q, t, S::set1(0.14547734763553956f));
+    q = S::fma(q, t, S::set1(0.2825897937336853f));
+    q = S::fma(q, t, S::set1(-0.39485958794873936f));
+    q = S::fma(q, t, S::set1(0.024847521258800558f));
+    q = S::fma(q, t, S::set1(0.56121463798951681f));
+    q = S::fma(q, t, S::set1(0.00015165568581170204f));
+    const V half_erfc = S::mul(S::mul(exp(S::neg(z2)), q), half);
+    const V big = S::select(S::lt(x, S::zero()), half_erfc, S::sub(S::set1(1.0f), half_erfc));
+    return S::select(S::lt(a, S::set1(1.0f)), small, big);
+  }
+
+  // Forward activations (not identity / ReLU, which need no math).
+  template <Activation A>
+  static inline V value(V x) {
+    if constexpr (A == Activation::kSiLU) {
+      const V e = exp(S::neg(x));
+      return S::div(x, S::add(S::set1(1.0f), e));
+    } else if constexpr (A == Activation::kGeluTanh) {
+      // 0.5 x (1 + tanh(u)) = x sigmoid(2u), 2u = x (c2 + c3 x^2):
+      // no cancellation in 1 + tanh for negative x.
+      const V u2 = S::mul(x, S::fma(S::set1(0.0713548162726f), S::mul(x, x), S::set1(1.5957691216057308f)));
+      const V e = exp(S::neg(u2));
+      return S::div(x, S::add(S::set1(1.0f), e));
+    } else if constexpr (A == Activation::kGeluErf) {
+      return S::mul(x, phi_cdf(x));
+    } else if constexpr (A == Activation::kSoftplus) {
+      // log(1 + e^x) = max(x, 0) + log1p(e^-|x|); x itself above 20 (PyTorch).
+      const V l = log1p01(exp(S::neg(S::abs(x))));
+      const V y = S::add(S::max(x, S::zero()), l);
+      return S::select(S::gt(x, S::set1(20.0f)), x, y);
+    } else {
+      static_assert(A == Activation::kTanh, "math activations only");
+      return tanh(x);
+    }
+  }
+
+  // Derivatives.
+  template <Activation A>
+  static inline V derivative(V x) {
+    const V one = S::set1(1.0f);
+    // Beyond |x| = 40 (SiLU) or 10 (GELU) the derivatives are 0 or 1 to
+    // within 1e-15, and the formulas would meet inf * 0.
+    const V ax = S::abs(x);
+    const V step = S::select(S::gt(x, S::zero()), one, S::zero());
+    if constexpr (A == Activation::kSiLU) {
+      // s (1 + x (1 - s)), 1 - s = e s with e = exp(-x).
+      const V e = exp(S::neg(x));
+      const V s = S::div(one, S::add(one, e));
+      return S::select(S::gt(ax, S::set1(40.0f)), step, S::mul(s, S::fma(x, S::mul(e, s), one)));
+    } else if constexpr (A == Activation::kGeluTanh) {
+      // s + x s (1 - s) d(2u)/dx with s = sigmoid(2u), s (1 - s) = (e s) s.
+      const V x2 = S::mul(x, x);
+      const V u2 = S::mul(x, S::fma(S::set1(0.0713548162726f), x2, S::set1(1.5957691216057308f)));
+      const V du2 = S::fma(S::set1(3.0f * 0.0713548162726f), x2, S::set1(1.5957691216057308f));
+      const V e = exp(S::neg(u2));
+      const V s = S::div(one, S::add(one, e));
+      return S::select(S::gt(ax, S::set1(10.0f)), step, S::fma(S::mul(x, S::mul(S::mul(e, s), s)), du2, s));
+    } else if constexpr (A == Activation::kGeluErf) {
+      // Phi(x) + x phi(x)
+      const V pdf = S::mul(exp(S::mul(S::mul(x, x), S::set1(-0.5f))), S::set1(0.3989422804014327f));
+      return S::fma(x, pdf, phi_cdf(x));
+    } else if constexpr (A == Activation::kSoftplus) {
+      const V s = S::div(one, S::add(one, exp(S::neg(x))));
+      return S::select(S::gt(x, S::set1(20.0f)), one, s);
+    } else {
+      static_assert(A == Activation::kTanh, "math activations only");
+      const V t = tanh(x);
+      return S::sub(one, S::mul(t, t));
+    }
+  }
+};
+
+// y[i] = f(x[i]); y may alias x.
+template <class S, class F>
+inline void map1(float* y, const float* x, size_t n, F f) {
+  constexpr size_t W = S::W;
+  size_t i = 0;
+  for (; i + W <= n; i += W) S::store(y + i, f(S::load(x + i)));
+  if (i < n) {
+    const int r = static_cast<int>(n - i);
+    S::store_n(y + i, f(S::load_n(x + i, r)), r);
+  }
+}
+
+// dx[i] = dy[i] * d(x[i]); dx may alias dy.
+template <class S, class F>
+inline void map2(float* dx, const float* x, const float* dy, size_t n, F d) {
+  constexpr size_t W = S::W;
+  size_t i = 0;
+  for (; i + W <= n; i += W) S::store(dx + i, S::mul(S::load(dy + i), d(S::load(x + i))));
+  if (i < n) {
+    const int r = static_cast<int>(n - i);
+    S::store_n(dx + i, S::mul(S::load_n(dy + i, r), d(S::load_n(x + i, r))), r);
+  }
+}
+
+template <class S, Activation A>
+inline void forward_math(float* y, const float* x, size_t n) {
+  using V = typename S::V;
+  map1<S>(y, x, n, [](V v) { return S::select(S::isnan(v), v, VMath<S>::template value<A>(v)); });
+}
+
+template <class S, Activation A>
+inline void backward_math(float* dx, const float* x, const float* dy, size_t n) {
+  using V = typename S::V;
+  map2<S>(dx, x, dy, n, [](V v) { return S::select(S::isnan(v), v, VMath<S>::template derivative<A>(v)); });
+}
+
+template <class S>
+void simd_activation_forward(Activation a, float* y, const float* x, size_t n) {
+  using V = typename S::V;
+  switch (a) {
+    case Activation::kIdentity:
+      if (y != x) memmove(y, x, n * sizeof(float));
+      return;
+    case Activation::kReLU:  // x > 0 ? x : 0, as the reference (NaN -> 0, -0 -> +0)
+      map1<S>(y, x, n, [](V v) { return S::select(S::gt(v, S::zero()), v, S::zero()); });
+      return;
+    case Activation::kSiLU: forward_math<S, Activation::kSiLU>(y, x, n); return;
+    case Activation::kGeluTanh: forward_math<S, Activation::kGeluTanh>(y, x, n); return;
+    case Activation::kGeluErf: forward_math<S, Activation::kGeluErf>(y, x, n); return;
+    case Activation::kSoftplus: forward_math<S, Activation::kSoftplus>(y, x, n); return;
+    case Activation::kTanh: forward_math<S, Activation::kTanh>(y, x, n); return;
+  }
+  for (size_t i = 0; i < n; ++i) y[i] = activation_value(a, x[i]);
+}
+
+template <class S>
+void simd_activation_backward(Activation a, float* dx, const float* x, const float* dy, size_t n) {
+  using V = typename S::V;
+  switch (a) {
+    case Activation::kIdentity:  // dy * 1
+      map2<S>(dx, x, dy, n, [](V) { return S::set1(1.0f); });
+      return;
+    case Activation::kReLU:  // dy * (x > 0 ? 1 : 0), as the reference
+      map2<S>(dx, x, dy, n, [](V v) { return S::select(S::gt(v, S::zero()), S::set1(1.0f), S::zero()); });
+      return;
+    case Activation::kSiLU: backward_math<S, Activation::kSiLU>(dx, x, dy, n); return;
+    case Activation::kGeluTanh: backward_math<S, Activation::kGeluTanh>(dx, x, dy, n); return;
+    case Activation::kGeluErf: backward_math<S, Activation::kGeluErf>(dx, x, dy, n); return;
+    case Activation::kSoftplus: backward_math<S, Activation::kSoftplus>(dx, x, dy, n); return;
+    case Activation::kTanh: backward_math<S, Activation::kTanh>(dx, x, dy, n); return;
+  }
+  for (size_t i = 0; i < n; ++i) dx[i] = dy[i] * activation_derivative(a, x[i]);
+}
+
+// ---- Adam and EMA -----------------------------------------------------------------
+//
+// The reference's formula, operation for operation (the ISA files are built
+// with -ffp-contract=off, and these use no fma), so every lane rounds as the
+// scalar loop does. ISAs without IEEE vector div/sqrt use the scalar loop.
+
+
+template <class S>
+void simd_adam_update(float* p, float* m, float* v, const float* grad, size_t n, const AdamStep& s) {
+  using V = typename S::V;
+  constexpr size_t W = S::W;
+  size_t i = 0;
+  if constexpr (S::kIeeeDivSqrt) {
+    const V b1 = S::set1(s.b1), b2 = S::set1(s.b2), omb1 = S::set1(s.one_minus_b1), omb2 = S::set1(s.one_minus_b2);
+    const V step = S::set1(s.step_size), bc2 = S::set1(s.bc2_sqrt), eps = S::set1(s.eps);
+    const V wd = S::set1(s.weight_decay), decay = S::set1(s.decay);
+    const bool l2 = !s.decoupled && s.weight_decay != 0.0f;
+    for (; i + W <= n; i += W) {
+      V g = S::load(grad + i), pv = S::load(p + i);
+      if (s.decoupled)
+        pv = S::mul(pv, decay);
+      else if (l2)
+        g = S::add(g, S::mul(wd, pv));
+      const V mv = S::add(S::mul(S::load(m + i), b1), S::mul(omb1, g));
+      const V vv = S::add(S::mul(S::load(v + i), b2), S::mul(S::mul(omb2, g), g));
+      const V denom = S::add(S::div(S::sqrt(vv), bc2), eps);
+      pv = S::sub(pv, S::mul(step, S::div(mv, denom)));
+      S::store(m + i, mv);
+      S::store(v + i, vv);
+      S::store(p + i, pv);
+    }
+  }
+  adam_update_scalar(p, m, v, grad, i, n, s);
+}
+
+template <class S>
+void simd_ema_update(float* ema, const float* p, size_t n, float d, float one_minus_d) {
+  using V = typename S::V;
+  constexpr size_t W = S::W;
+  const V dv = S::set1(d), ov = S::set1(one_minus_d);
+  size_t i = 0;
+  for (; i + W <= n; i += W) S::store(ema + i, S::add(S::mul(dv, S::load(ema + i)), S::mul(ov, S::load(p + i))));
+  for (; i < n; ++i) ema[i] = d * ema[i] + one_minus_d * p[i];
+}
+
+template <class S>
+constexpr KernelTable make_table(const char* name) {
+  return KernelTable{name,
+                     simd_gemm_bias<S>,
+                     simd_gemm_nt<S>,
+                     simd_gemm_tn_acc<S>,
+                     simd_colsum_acc<S>,
+                     simd_activation_forward<S>,
+                     simd_activation_backward<S>,
+                     simd_adam_update<S>,
+                     simd_ema_update<S>};
+}
+
+}  // namespace
+}  // namespace kernels
+}  // namespace md

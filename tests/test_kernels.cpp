@@ -1,0 +1,568 @@
+// Kernel variants against the reference (runtime/src/kernels).
+//
+// Every variant this build knows ("reference", "avx2", "avx512", "neon") runs
+// every test; a variant not compiled for this target or not supported by this
+// CPU is skipped with a message saying so (never passed silently).
+//
+//  * GEMMs at every (M, K, N) of {0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65}^3
+//    (around the 4/8/16-float vector widths and the tile sizes) and at larger
+//    shapes that cross the reduction chunks and column blocks, against the
+//    reference: |got - ref| <= 1e-5 * (sum of |terms|). Operands sit against
+//    PROT_NONE guard pages (after the end, or before the start), so a read or
+//    write out of bounds crashes the test.
+//  * Activations and their derivatives against double-precision libm (the
+//    exact functions): |got - exact| <= max(2e-6 |exact|, 1e-6) over
+//    [-30, 30] and at the thresholds; NaN in -> NaN out as the reference.
+//  * Adam and EMA bit-identical to the reference.
+//  * The selection API and MD_KERNELS.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#include <unistd.h>
+#define MD_TEST_GUARD_PAGES 1
+#else
+#define MD_TEST_GUARD_PAGES 0
+#endif
+
+#include "kernels/kernels.h"
+#include "microdiffusion/kernels.h"
+#include "microdiffusion/microdiffusion.h"
+
+namespace {
+
+using md::Activation;
+using md::kernels::KernelTable;
+
+const char* const kVariants[] = {"reference", "avx2", "avx512", "neon"};
+
+// n floats with an inaccessible page right after the last one (or right
+// before the first): reading or writing one element past the end faults.
+class Guarded {
+ public:
+  enum class Side { kEnd, kStart };
+  explicit Guarded(size_t n, Side side = Side::kEnd) : n_(n) {
+#if MD_TEST_GUARD_PAGES
+    page_ = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    const size_t bytes = n * sizeof(float);
+    const size_t data_pages = (bytes + page_ - 1) / page_;
+    total_ = (data_pages + 2) * page_;
+    void* m = mmap(nullptr, total_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) std::abort();
+    base_ = static_cast<unsigned char*>(m);
+    if (mprotect(base_, page_, PROT_NONE) != 0) std::abort();
+    if (mprotect(base_ + (data_pages + 1) * page_, page_, PROT_NONE) != 0) std::abort();
+    unsigned char* start = base_ + page_;
+    ptr_ = reinterpret_cast<float*>(side == Side::kStart ? start : start + data_pages * page_ - bytes);
+#else
+    (void)side;
+    storage_.resize(n + 1);
+    ptr_ = storage_.data();
+#endif
+  }
+  ~Guarded() {
+#if MD_TEST_GUARD_PAGES
+    munmap(base_, total_);
+#endif
+  }
+  Guarded(const Guarded&) = delete;
+  Guarded& operator=(const Guarded&) = delete;
+
+  float* data() { return ptr_; }
+  const float* data() const { return ptr_; }
+  size_t size() const { return n_; }
+  float& operator[](size_t i) { return ptr_[i]; }
+  float operator[](size_t i) const { return ptr_[i]; }
+  void fill(const std::vector<float>& v) {
+    if (n_ > 0) std::memcpy(ptr_, v.data(), n_ * sizeof(float));
+  }
+
+ private:
+  size_t n_;
+  float* ptr_ = nullptr;
+#if MD_TEST_GUARD_PAGES
+  size_t page_ = 0, total_ = 0;
+  unsigned char* base_ = nullptr;
+#else
+  std::vector<float> storage_;
+#endif
+};
+
+std::vector<float> random_vector(size_t n, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
+  std::uniform_real_distribution<float> u(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = u(rng);
+  return v;
+}
+
+class KernelVariant : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    table_ = md::kernels::find_variant(GetParam());
+    if (table_ == nullptr)
+      GTEST_SKIP() << "kernel variant '" << GetParam()
+                   << "' is not available here (not compiled for this target, or this CPU lacks it)";
+  }
+  const KernelTable& t() const { return *table_; }
+  const KernelTable& ref() const { return md::kernels::kReferenceTable; }
+  std::string name() const { return GetParam(); }
+
+  const KernelTable* table_ = nullptr;
+};
+
+const int kGrid[] = {0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65};
+
+struct Shape {
+  int M, K, N;
+};
+
+// Larger shapes: the MLP's; reductions longer than the chunks (KC up to 512)
+// and row counts above the row blocks (MC 128..256); several column blocks
+// with tails; few rows (batches of 1-5 take wide column blocks of up to 384,
+// and batches of 1-4 a rank-P update in gemm_tn_acc).
+const Shape kLargeShapes[] = {{256, 96, 128}, {256, 128, 128}, {256, 128, 2}, {32, 128, 128}, {2000, 2, 128},
+                              {67, 300, 130}, {13, 517, 515}, {3, 128, 128}, {1, 512, 512}, {5, 1, 700},
+                              {130, 257, 67}, {1, 7, 1},       {2, 600, 97},  {4, 33, 400},   {600, 530, 40},
+                              {5, 40, 401}};
+
+// Compares got with expected under |got - want| <= 1e-5 * bound[i] (+ a tiny
+// absolute term for exact zeros); reports the first failure with the shape.
+bool expect_close_gemm(const std::string& what, const float* got, const float* want, const std::vector<double>& bound,
+                       size_t n, int cols) {
+  for (size_t i = 0; i < n; ++i) {
+    const double diff = std::fabs(static_cast<double>(got[i]) - want[i]);
+    const double allowed = 1e-5 * bound[i] + 1e-30;
+    if (!(diff <= allowed)) {
+      ADD_FAILURE() << what << ": element (" << i / cols << ", " << i % cols << ") got " << got[i] << ", expected "
+                    << want[i] << " (|diff| " << diff << " > " << allowed << ")";
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string shape_name(const std::string& variant, const char* kernel, int M, int K, int N, Guarded::Side side) {
+  return "variant " + variant + " " + kernel + " M=" + std::to_string(M) + " K=" + std::to_string(K) +
+         " N=" + std::to_string(N) + (side == Guarded::Side::kStart ? " (guard before)" : " (guard after)");
+}
+
+// One (M, K, N) of the three GEMMs against the reference.
+void check_gemms(const KernelTable& t, const KernelTable& ref, const std::string& variant, int M, int K, int N,
+                 std::mt19937& rng) {
+  const Guarded::Side side = ((M + K + N) % 2 == 0) ? Guarded::Side::kEnd : Guarded::Side::kStart;
+  const size_t MK = static_cast<size_t>(M) * K, KN = static_cast<size_t>(K) * N, MN = static_cast<size_t>(M) * N;
+  const std::vector<float> x = random_vector(MK, rng), w = random_vector(KN, rng), b = random_vector(N, rng),
+                           dy = random_vector(MN, rng), dw0 = random_vector(KN, rng);
+  Guarded X(MK, side), Wm(KN, side), B(N, side), DY(MN, side);
+  X.fill(x);
+  Wm.fill(w);
+  B.fill(b);
+  DY.fill(dy);
+  const float kSentinel = std::numeric_limits<float>::quiet_NaN();
+
+  // gemm_bias (with a bias when N is odd-indexed in the grid, else null)
+  {
+    const bool with_bias = (M + N) % 3 != 0;
+    Guarded Y(MN, side);
+    std::vector<float> want(MN, kSentinel);
+    for (size_t i = 0; i < MN; ++i) Y[i] = kSentinel;
+    t.gemm_bias(Y.data(), X.data(), Wm.data(), with_bias ? B.data() : nullptr, M, K, N);
+    ref.gemm_bias(want.data(), x.data(), w.data(), with_bias ? b.data() : nullptr, M, K, N);
+    std::vector<double> bound(MN);
+    for (int i = 0; i < M; ++i)
+      for (int n = 0; n < N; ++n) {
+        double s = with_bias ? std::fabs(b[n]) : 0.0;
+        for (int k = 0; k < K; ++k) s += std::fabs(static_cast<double>(x[i * K + k]) * w[k * N + n]);
+        bound[i * N + n] = s;
+      }
+    expect_close_gemm(shape_name(variant, "gemm_bias", M, K, N, side), Y.data(), want.data(), bound, MN, N);
+  }
+  // gemm_nt: dX (M, K) = dY (M, N) . W (K, N)^T
+  {
+    Guarded DX(MK, side);
+    std::vector<float> want(MK, kSentinel);
+    for (size_t i = 0; i < MK; ++i) DX[i] = kSentinel;
+    t.gemm_nt(DX.data(), DY.data(), Wm.data(), M, N, K);
+    ref.gemm_nt(want.data(), dy.data(), w.data(), M, N, K);
+    std::vector<double> bound(MK);
+    for (int i = 0; i < M; ++i)
+      for (int k = 0; k < K; ++k) {
+        double s = 0.0;
+        for (int n = 0; n < N; ++n) s += std::fabs(static_cast<double>(dy[i * N + n]) * w[k * N + n]);
+        bound[i * K + k] = s;
+      }
+    expect_close_gemm(shape_name(variant, "gemm_nt", M, K, N, side), DX.data(), want.data(), bound, MK, K);
+  }
+  // gemm_tn_acc: dW (K, N) += X (M, K)^T . dY (M, N)
+  {
+    Guarded DW(KN, side);
+    DW.fill(dw0);
+    std::vector<float> want = dw0;
+    t.gemm_tn_acc(DW.data(), X.data(), DY.data(), M, K, N);
+    ref.gemm_tn_acc(want.data(), x.data(), dy.data(), M, K, N);
+    std::vector<double> bound(KN);
+    for (int k = 0; k < K; ++k)
+      for (int n = 0; n < N; ++n) {
+        double s = std::fabs(dw0[k * N + n]);
+        for (int i = 0; i < M; ++i) s += std::fabs(static_cast<double>(x[i * K + k]) * dy[i * N + n]);
+        bound[k * N + n] = s;
+      }
+    expect_close_gemm(shape_name(variant, "gemm_tn_acc", M, K, N, side), DW.data(), want.data(), bound, KN, N);
+  }
+}
+
+TEST_P(KernelVariant, GemmsMatchReferenceOnOddShapes) {
+  std::mt19937 rng(1234);
+  for (int M : kGrid)
+    for (int K : kGrid)
+      for (int N : kGrid) {
+        check_gemms(t(), ref(), name(), M, K, N, rng);
+        if (HasFailure()) return;  // the first failing shape says enough
+      }
+}
+
+TEST_P(KernelVariant, GemmsMatchReferenceOnLargeShapes) {
+  std::mt19937 rng(99);
+  for (const Shape& s : kLargeShapes) {
+    check_gemms(t(), ref(), name(), s.M, s.K, s.N, rng);
+    if (HasFailure()) return;
+  }
+}
+
+TEST_P(KernelVariant, ColsumMatchesReference) {
+  std::mt19937 rng(7);
+  for (int M : kGrid)
+    for (int N : kGrid) {
+      const Guarded::Side side = ((M + N) % 2 == 0) ? Guarded::Side::kEnd : Guarded::Side::kStart;
+      const size_t MN = static_cast<size_t>(M) * N;
+      const std::vector<float> dy = random_vector(MN, rng), db0 = random_vector(N, rng);
+      Guarded DY(MN, side), DB(N, side);
+      DY.fill(dy);
+      DB.fill(db0);
+      std::vector<float> want = db0;
+      t().colsum_acc(DB.data(), DY.data(), M, N);
+      ref().colsum_acc(want.data(), dy.data(), M, N);
+      std::vector<double> bound(N);
+      for (int n = 0; n < N; ++n) {
+        double s = std::fabs(db0[n]);
+        for (int i = 0; i < M; ++i) s += std::fabs(dy[i * N + n]);
+        bound[n] = s;
+      }
+      if (!expect_close_gemm(shape_name(name(), "colsum_acc", M, 0, N, side), DB.data(), want.data(), bound, N, N))
+        return;
+    }
+}
+
+// ---- Activations ------------------------------------------------------------------
+
+const Activation kActivations[] = {Activation::kIdentity, Activation::kReLU,     Activation::kSiLU,
+                                   Activation::kGeluTanh, Activation::kGeluErf, Activation::kSoftplus,
+                                   Activation::kTanh};
+
+// The exact functions, in double.
+double exact_value(Activation a, double x) {
+  switch (a) {
+    case Activation::kIdentity: return x;
+    case Activation::kReLU: return x > 0.0 ? x : 0.0;
+    case Activation::kSiLU: return x / (1.0 + std::exp(-x));
+    case Activation::kGeluTanh:
+      return 0.5 * x * (1.0 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+    case Activation::kGeluErf: return 0.5 * x * std::erfc(-x * 0.7071067811865476);
+    case Activation::kSoftplus: return x > 20.0 ? x : std::log1p(std::exp(x));
+    case Activation::kTanh: return std::tanh(x);
+  }
+  return x;
+}
+
+double exact_derivative(Activation a, double x) {
+  switch (a) {
+    case Activation::kIdentity: return 1.0;
+    case Activation::kReLU: return x > 0.0 ? 1.0 : 0.0;
+    case Activation::kSiLU: {
+      const double s = 1.0 / (1.0 + std::exp(-x));
+      return s * (1.0 + x * (1.0 - s));
+    }
+    case Activation::kGeluTanh: {
+      const double k = 0.7978845608028654, c = 0.044715;
+      const double th = std::tanh(k * (x + c * x * x * x));
+      return 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * k * (1.0 + 3.0 * c * x * x);
+    }
+    case Activation::kGeluErf:
+      return 0.5 * std::erfc(-x * 0.7071067811865476) + x * 0.3989422804014327 * std::exp(-0.5 * x * x);
+    case Activation::kSoftplus: return x > 20.0 ? 1.0 : 1.0 / (1.0 + std::exp(-x));
+    case Activation::kTanh: {
+      const double th = std::tanh(x);
+      return 1.0 - th * th;
+    }
+  }
+  return 1.0;
+}
+
+// The stated accuracy of every variant (the reference, with float libm, too).
+constexpr double kActRel = 2e-6, kActAbs = 1e-6;
+
+// [-30, 30] in steps of 0.001, the thresholds and branch points (softplus's
+// 20, the polynomial / exp switches at 0.625 and |x| = sqrt 2, exp's range)
+// and, for the SIMD variants only, huge inputs (where the reference's float
+// formulas overflow: x^3 -> inf makes its GELU derivatives NaN).
+std::vector<float> activation_inputs(bool huge) {
+  std::vector<float> x;
+  for (int i = -30000; i <= 30000; ++i) x.push_back(static_cast<float>(i) * 0.001f);
+  const float specials[] = {0.0f, -0.0f, 1e-30f, -1e-30f, 1e-7f, -1e-7f, 20.0f, 19.99999f, 20.00001f, -20.0f,
+                            0.625f, -0.625f, 0.62499994f, 1.4142135f, -1.4142135f, 1.4142137f, -1.4142137f,
+                            5.656854f, -5.656854f, 40.0f, -40.0f, 87.0f, -87.0f, 88.5f, -88.5f, 100.0f, -100.0f};
+  for (float s : specials) x.push_back(s);
+  if (huge)
+    for (float s : {1e4f, -1e4f, 1e19f, -1e19f, 3e38f, -3e38f}) x.push_back(s);
+  return x;
+}
+
+double tolerance(double want) { return std::fmax(kActRel * std::fabs(want), kActAbs); }
+
+bool within(double got, double want) { return std::fabs(got - want) <= tolerance(want); }
+
+struct ErrorStats {
+  double max_abs = 0.0;   // largest |got - exact|
+  double max_rel = 0.0;   // largest |got - exact| / |exact| where |exact| >= 0.01
+  double max_frac = 0.0;  // largest |got - exact| / tolerance
+  void add(double got, double want) {
+    const double d = std::fabs(got - want);
+    if (d > max_abs) max_abs = d;
+    if (std::fabs(want) >= 0.01 && d / std::fabs(want) > max_rel) max_rel = d / std::fabs(want);
+    if (d / tolerance(want) > max_frac) max_frac = d / tolerance(want);
+  }
+};
+
+TEST_P(KernelVariant, ActivationsMatchExactFunctions) {
+  const std::vector<float> x = activation_inputs(name() != "reference");
+  const size_t n = x.size();
+  for (Activation a : kActivations) {
+    Guarded X(n), Y(n), DY(n), DX(n);
+    X.fill(x);
+    for (size_t i = 0; i < n; ++i) DY[i] = 1.0f;
+    t().activation_forward(a, Y.data(), X.data(), n);
+    t().activation_backward(a, DX.data(), X.data(), DY.data(), n);
+    ErrorStats fwd, bwd;
+    int bad = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const double want = exact_value(a, x[i]), dwant = exact_derivative(a, x[i]);
+      if (!std::isfinite(want) || !std::isfinite(dwant)) continue;  // e.g. 3e38^3
+      fwd.add(Y[i], want);
+      bwd.add(DX[i], dwant);
+      if ((!within(Y[i], want) || !within(DX[i], dwant)) && bad++ < 5)
+        ADD_FAILURE() << "variant " << name() << " " << md::activation_name(a) << " at x = " << x[i]
+                      << ": value " << Y[i] << " (exact " << want << "), derivative " << DX[i] << " (exact "
+                      << dwant << ")";
+    }
+    std::printf("[ accuracy ] %-9s %-9s value: abs %.1e rel %.1e (%3.0f%% of tol)  derivative: abs %.1e rel %.1e "
+                "(%3.0f%% of tol)\n",
+                name().c_str(), md::activation_name(a), fwd.max_abs, fwd.max_rel, 100.0 * fwd.max_frac, bwd.max_abs,
+                bwd.max_rel, 100.0 * bwd.max_frac);
+  }
+}
+
+TEST_P(KernelVariant, ActivationTailsAliasingAndNaN) {
+  std::mt19937 rng(5);
+  for (Activation a : kActivations) {
+    for (size_t n = 0; n <= 65; ++n) {
+      const std::vector<float> x = random_vector(n, rng, -6.0f, 6.0f), dy = random_vector(n, rng);
+      const Guarded::Side side = n % 2 ? Guarded::Side::kStart : Guarded::Side::kEnd;
+      Guarded X(n, side), Y(n, side), DY(n, side), DX(n, side);
+      X.fill(x);
+      DY.fill(dy);
+      t().activation_forward(a, Y.data(), X.data(), n);
+      t().activation_backward(a, DX.data(), X.data(), DY.data(), n);
+      for (size_t i = 0; i < n; ++i) {
+        ASSERT_TRUE(within(Y[i], exact_value(a, x[i])))
+            << name() << " " << md::activation_name(a) << " n=" << n << " i=" << i << " got " << Y[i];
+        const double dwant = dy[i] * exact_derivative(a, x[i]);
+        ASSERT_LE(std::fabs(DX[i] - dwant), std::fmax(kActRel * std::fabs(dwant), kActAbs * std::fabs(dy[i])))
+            << name() << " " << md::activation_name(a) << " backward n=" << n << " i=" << i;
+      }
+      // In place: y aliasing x, dx aliasing dy, same results.
+      Guarded Z(n, side);
+      Z.fill(x);
+      t().activation_forward(a, Z.data(), Z.data(), n);
+      for (size_t i = 0; i < n; ++i) ASSERT_EQ(std::memcmp(&Z[i], &Y[i], sizeof(float)), 0) << "in-place forward";
+      Z.fill(dy);
+      t().activation_backward(a, Z.data(), X.data(), Z.data(), n);
+      for (size_t i = 0; i < n; ++i) ASSERT_EQ(std::memcmp(&Z[i], &DX[i], sizeof(float)), 0) << "in-place backward";
+    }
+    // NaN in -> NaN out exactly where the reference gives NaN (ReLU gives 0).
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    const std::vector<float> x = {nan, 1.0f, -1.0f, nan, 0.0f, 25.0f, -25.0f, nan, 3.0f, nan, nan, nan, nan, nan,
+                                  nan, nan, nan, nan, 2.0f};
+    const size_t n = x.size();
+    std::vector<float> y(n), yr(n), ones(n, 1.0f), dx(n), dxr(n);
+    t().activation_forward(a, y.data(), x.data(), n);
+    ref().activation_forward(a, yr.data(), x.data(), n);
+    t().activation_backward(a, dx.data(), x.data(), ones.data(), n);
+    ref().activation_backward(a, dxr.data(), x.data(), ones.data(), n);
+    for (size_t i = 0; i < n; ++i) {
+      EXPECT_EQ(std::isnan(y[i]), std::isnan(yr[i])) << name() << " " << md::activation_name(a) << " forward x=" << x[i];
+      EXPECT_EQ(std::isnan(dx[i]), std::isnan(dxr[i]))
+          << name() << " " << md::activation_name(a) << " backward x=" << x[i];
+    }
+  }
+}
+
+// ---- Adam and EMA ------------------------------------------------------------------
+
+TEST_P(KernelVariant, AdamAndEmaAreBitIdenticalToReference) {
+  std::mt19937 rng(11);
+  const size_t sizes[] = {0, 1, 3, 4, 7, 8, 15, 16, 17, 31, 33, 63, 64, 65, 1000};
+  for (int mode = 0; mode < 3; ++mode) {
+    md::kernels::AdamStep s{};
+    s.b1 = 0.9f;
+    s.b2 = 0.999f;
+    s.one_minus_b1 = static_cast<float>(1.0 - 0.9);
+    s.one_minus_b2 = static_cast<float>(1.0 - 0.999);
+    s.step_size = 1e-3f / static_cast<float>(1.0 - std::pow(0.9, 3));
+    s.bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(0.999, 3)));
+    s.eps = 1e-8f;
+    s.weight_decay = mode == 0 ? 0.0f : 0.01f;
+    s.decay = static_cast<float>(1.0 - 1e-3 * 0.01);
+    s.decoupled = mode == 2;
+    for (size_t n : sizes) {
+      const std::vector<float> p = random_vector(n, rng), m = random_vector(n, rng, -0.1f, 0.1f),
+                               v = random_vector(n, rng, 0.0f, 0.01f), g = random_vector(n, rng);
+      Guarded P(n), Mv(n), Vv(n), G(n), E(n);
+      P.fill(p);
+      Mv.fill(m);
+      Vv.fill(v);
+      G.fill(g);
+      std::vector<float> pr = p, mr = m, vr = v;
+      t().adam_update(P.data(), Mv.data(), Vv.data(), G.data(), n, s);
+      ref().adam_update(pr.data(), mr.data(), vr.data(), g.data(), n, s);
+      for (size_t i = 0; i < n; ++i) {
+        ASSERT_EQ(std::memcmp(&P[i], &pr[i], 4), 0) << name() << " adam p, mode " << mode << " n=" << n << " i=" << i
+                                                    << ": " << P[i] << " vs " << pr[i];
+        ASSERT_EQ(std::memcmp(&Mv[i], &mr[i], 4), 0) << name() << " adam m, n=" << n << " i=" << i;
+        ASSERT_EQ(std::memcmp(&Vv[i], &vr[i], 4), 0) << name() << " adam v, n=" << n << " i=" << i;
+      }
+      const std::vector<float> e = random_vector(n, rng);
+      E.fill(e);
+      std::vector<float> er = e;
+      t().ema_update(E.data(), P.data(), n, 0.995f, static_cast<float>(1.0 - 0.995));
+      ref().ema_update(er.data(), pr.data(), n, 0.995f, static_cast<float>(1.0 - 0.995));
+      for (size_t i = 0; i < n; ++i)
+        ASSERT_EQ(std::memcmp(&E[i], &er[i], 4), 0) << name() << " ema n=" << n << " i=" << i;
+    }
+  }
+}
+
+// ---- Whole training steps ------------------------------------------------------------
+
+// A few training steps of both presets with this variant stay within float
+// rounding of the reference's.
+TEST_P(KernelVariant, TrainingStepsMatchReference) {
+  for (int preset = 0; preset < 2; ++preset) {
+    const md::ModelDesc desc = preset == 0 ? md::preset_default() : md::preset_tutorial();
+    md::TrainConfig cfg;
+    cfg.batch = 64;
+    std::vector<std::vector<float>> params(2);
+    std::vector<float> losses(2);
+    const char* names[2] = {"reference", GetParam()};
+    for (int run = 0; run < 2; ++run) {
+      ASSERT_TRUE(md::select_kernel_variant(names[run]).ok());
+      std::vector<unsigned char> buf(md::training_arena_bytes(desc, cfg.batch));
+      md::Arena arena(buf.data(), buf.size());
+      md::Trainer trainer;
+      ASSERT_TRUE(trainer.init(desc, md::linear_schedule(desc.T), cfg, arena).ok());
+      trainer.init_parameters(3);
+      std::vector<float> data(2 * 4000);
+      md::make_dataset(md::Dataset::kSwissRoll, 1, 0, 4000, data.data());
+      for (int step = 0; step < 10; ++step) ASSERT_TRUE(trainer.step(data.data(), 4000, &losses[run]).ok());
+      const size_t count = md::param_layout(desc).total_floats;
+      params[run].assign(trainer.params(), trainer.params() + count);
+    }
+    ASSERT_TRUE(md::select_kernel_variant("auto").ok());
+    EXPECT_NEAR(losses[1], losses[0], 1e-4 * std::fabs(losses[0])) << name() << " preset " << preset;
+    // Adam normalises each update to about lr = 1e-3 per step; rounding of
+    // the gradients moves parameters by far less.
+    double worst = 0.0;
+    for (size_t i = 0; i < params[0].size(); ++i) {
+      // (not std::fmax: GCC 12 for aarch64 crashes vectorising that reduction)
+      const double d = std::fabs(static_cast<double>(params[1][i]) - params[0][i]);
+      if (d > worst) worst = d;
+    }
+    EXPECT_LT(worst, 1e-4) << name() << " preset " << preset << ": largest parameter difference";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Kernels, KernelVariant, ::testing::ValuesIn(kVariants),
+                         [](const ::testing::TestParamInfo<const char*>& info) { return std::string(info.param); });
+
+// ---- Selection API ---------------------------------------------------------------------
+
+TEST(KernelSelection, NamesAvailabilityAndSelection) {
+  ASSERT_EQ(md::kernel_variant_count(), 4u);
+  for (size_t i = 0; i < md::kernel_variant_count(); ++i) {
+    ASSERT_NE(md::kernel_variant_name(i), nullptr);
+    EXPECT_STREQ(md::kernel_variant_name(i), kVariants[i]);
+  }
+  EXPECT_EQ(md::kernel_variant_name(4), nullptr);
+  EXPECT_TRUE(md::kernel_variant_available("reference"));
+  EXPECT_TRUE(md::kernel_variant_available("auto"));
+  EXPECT_FALSE(md::kernel_variant_available("sse9"));
+  EXPECT_FALSE(md::kernel_variant_available(nullptr));
+
+  ASSERT_TRUE(md::select_kernel_variant("auto").ok());
+  const std::string automatic = md::kernel_variant();
+  std::printf("[ kernels  ] auto selects '%s'; available:", automatic.c_str());
+  for (const char* v : kVariants)
+    if (md::kernel_variant_available(v)) std::printf(" %s", v);
+  std::printf("\n");
+
+  const md::Status bad = md::select_kernel_variant("sse9");
+  EXPECT_EQ(bad.code, md::StatusCode::kInvalidArgument);
+  EXPECT_EQ(md::kernel_variant(), automatic) << "a failed selection must not change the variant";
+  for (const char* v : kVariants) {
+    const md::Status st = md::select_kernel_variant(v);
+    if (md::kernel_variant_available(v)) {
+      EXPECT_TRUE(st.ok()) << v;
+      EXPECT_STREQ(md::kernel_variant(), v);
+    } else {
+      EXPECT_EQ(st.code, md::StatusCode::kInvalidArgument) << v;
+    }
+  }
+  ASSERT_TRUE(md::select_kernel_variant("auto").ok());
+  EXPECT_EQ(md::kernel_variant(), automatic);
+}
+
+TEST(KernelSelection, EnvironmentVariableChoosesAuto) {
+#if defined(_WIN32)
+  GTEST_SKIP() << "setenv is POSIX";
+#else
+  const char* old = std::getenv("MD_KERNELS");
+  const std::string saved = old ? old : "";
+  setenv("MD_KERNELS", "reference", 1);
+  ASSERT_TRUE(md::select_kernel_variant("auto").ok());
+  EXPECT_STREQ(md::kernel_variant(), "reference");
+  // Unknown names fall back to the CPU's best.
+  setenv("MD_KERNELS", "no-such-variant", 1);
+  unsetenv("MD_KERNELS");
+  ASSERT_TRUE(md::select_kernel_variant("auto").ok());
+  const std::string best = md::kernel_variant();
+  setenv("MD_KERNELS", "no-such-variant", 1);
+  ASSERT_TRUE(md::select_kernel_variant("auto").ok());
+  EXPECT_EQ(md::kernel_variant(), best);
+  if (old)
+    setenv("MD_KERNELS", saved.c_str(), 1);
+  else
+    unsetenv("MD_KERNELS");
+  ASSERT_TRUE(md::select_kernel_variant("auto").ok());
+#endif
+}
+
+}  // namespace
