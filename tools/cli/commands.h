@@ -10,5 +10,6 @@ int run_inspect(int argc, char** argv);
 int run_convert(int argc, char** argv);  // tools/cli/convert.cpp
 int run_predict(int argc, char** argv);  // tools/cli/convert.cpp
 int run_eval(int argc, char** argv);
+int run_embed(int argc, char** argv);  // embed.cpp
 
 }  // namespace md::cli

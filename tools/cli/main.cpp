@@ -15,6 +15,7 @@ const char kUsage[] =
     "  inspect   print a weight file's header, layers, tensors and arena sizes\n"
     "  convert   convert a PyTorch, safetensors or NumPy checkpoint into a .mdw weight file\n"
     "  predict   evaluate the network's output for rows t,x1,...,xD of a CSV file\n"
+    "  embed     write a weight file as a C/C++ header (a const array for firmware flash)\n"
     "\n"
     "Run 'microdiffusion <command> --help' for the options of each command.\n";
 }  // namespace
@@ -35,6 +36,7 @@ int main(int argc, char** argv) {
   if (!std::strcmp(cmd, "convert")) return md::cli::run_convert(argc - 2, argv + 2);
   if (!std::strcmp(cmd, "predict")) return md::cli::run_predict(argc - 2, argv + 2);
   if (!std::strcmp(cmd, "eval")) return md::cli::run_eval(argc - 2, argv + 2);
+  if (!std::strcmp(cmd, "embed")) return md::cli::run_embed(argc - 2, argv + 2);
   std::fprintf(stderr, "microdiffusion: unknown command '%s'\n\n%s", cmd, kUsage);
   return 2;
 }
