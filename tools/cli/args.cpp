@@ -69,7 +69,8 @@ bool Args::u64(const std::string& name, unsigned long long fallback, unsigned lo
   char* end = nullptr;
   errno = 0;
   const unsigned long long v = std::strtoull(s.c_str(), &end, 10);
-  if (s.empty() || s[0] == '-' || s[0] == '+' || errno != 0 || *end != '\0' || v < lo || v > hi) {
+  // Digits only: strtoull would skip leading blanks and negate a '-' (" -1" -> 2^64 - 1).
+  if (s.empty() || s[0] < '0' || s[0] > '9' || errno != 0 || *end != '\0' || v < lo || v > hi) {
     *error = "--" + name + " must be an integer in [" + std::to_string(lo) + ", " +
              std::to_string(hi) + "], got '" + s + "'";
     return false;

@@ -457,11 +457,16 @@ int sample_impl(const Args& args) {
   if (args.has("image-shape")) {
     const std::string shape = args.str("image-shape");
     const size_t xpos = shape.find('x');
+    // Keep the halves alive while strtoul's end pointers are read; bound each
+    // side by D so H * W cannot wrap before it is compared with D.
+    const std::string hs = xpos == std::string::npos ? std::string() : shape.substr(0, xpos);
+    const std::string ws = xpos == std::string::npos ? std::string() : shape.substr(xpos + 1);
     char* e1 = nullptr;
     char* e2 = nullptr;
-    const unsigned long h = xpos == std::string::npos ? 0 : std::strtoul(shape.substr(0, xpos).c_str(), &e1, 10);
-    const unsigned long wd = xpos == std::string::npos ? 0 : std::strtoul(shape.substr(xpos + 1).c_str(), &e2, 10);
-    if (xpos == std::string::npos || *e1 != '\0' || *e2 != '\0' || h == 0 || wd == 0 || h * wd != D)
+    const unsigned long h = std::strtoul(hs.c_str(), &e1, 10);
+    const unsigned long wd = std::strtoul(ws.c_str(), &e2, 10);
+    if (xpos == std::string::npos || hs.empty() || ws.empty() || *e1 != '\0' || *e2 != '\0' || h == 0 ||
+        wd == 0 || h > D || wd > D || h * wd != D)
       return fail(cmd, "--image-shape must be HxW with H*W = D = " + std::to_string(D) + ", got '" + shape + "'", 2);
     image_h = static_cast<uint32_t>(h);
     image_w = static_cast<uint32_t>(wd);

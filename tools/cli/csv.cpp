@@ -48,12 +48,15 @@ bool parse_csv(const std::string& text, const std::string& name, Table* out, std
       char* stop = nullptr;
       errno = 0;
       const double v = field.empty() ? 0.0 : std::strtod(field.c_str(), &stop);
-      if (field.empty() || *stop != '\0' || errno == ERANGE) {
+      // The whole field must be the number: a NUL byte inside it must not end it early.
+      if (field.empty() || stop != field.c_str() + field.size() || errno == ERANGE) {
         *error = name + ":" + std::to_string(line_no) + ": field " + std::to_string(cols + 1) +
                  " is not a number: '" + field + "'";
         return false;
       }
-      if (!std::isfinite(v) || std::fabs(v) > 3.0e38) {
+      // Refuse only what does not round to a finite float (FLT_MAX + half an ulp
+      // and beyond): FLT_MAX written as "%.9g", 3.40282347e+38, must read back.
+      if (!std::isfinite(v) || std::fabs(v) >= 3.4028235677973366e38) {
         *error = name + ":" + std::to_string(line_no) + ": field " + std::to_string(cols + 1) +
                  " is not a finite float: '" + field + "'";
         return false;
