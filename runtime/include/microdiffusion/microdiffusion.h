@@ -3,6 +3,7 @@
 #pragma once
 #include "microdiffusion/arena.h"
 #include "microdiffusion/data.h"
+#include "microdiffusion/kernels.h"
 #include "microdiffusion/likelihood.h"
 #include "microdiffusion/model.h"
 #include "microdiffusion/rng.h"
