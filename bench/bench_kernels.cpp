@@ -115,7 +115,7 @@ void BM_Gemm(benchmark::State& state, const KernelTable* t, Gemm kind, int M, in
     switch (kind) {
       case Gemm::kForward: t->gemm_bias(Y.data(), X.data(), W.data(), b.data(), M, K, N); break;
       case Gemm::kInputGrad: t->gemm_nt(dX.data(), dY.data(), W.data(), M, N, K); break;
-      case Gemm::kWeightGrad: t->gemm_tn_acc(dW.data(), X.data(), dY.data(), M, K, N); break;
+      case Gemm::kWeightGrad: t->gemm_tn_acc(dW.data(), X.data(), dY.data(), M, K, N, 0, K); break;
     }
     benchmark::ClobberMemory();
   }

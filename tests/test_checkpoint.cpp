@@ -116,19 +116,20 @@ class CliTraining : public md_test::TempDirTest {
   }
 };
 
-const char kArgs[] = "train --data moons --model tutorial --hidden 32 --T 50 --steps 3000 --batch 64 --seed 4 --quiet ";
+// About 1 s natively: long enough that a kill lands mid-run even on a busy machine.
+const char kArgs[] = "train --data moons --model tutorial --hidden 32 --T 50 --steps 20000 --batch 64 --seed 4 --quiet ";
 
 TEST_F(CliTraining, KilledRunResumesToTheSameBytes) {
   ASSERT_EQ(run(std::string(kArgs) + "--out " + dir + "/whole.mdw"), 0);
-  const pid_t pid = spawn(std::string(kArgs) + "--checkpoint-every 100 --out " + dir + "/cut.mdw");
+  const pid_t pid = spawn(std::string(kArgs) + "--checkpoint-every 1000 --out " + dir + "/cut.mdw");
   ASSERT_TRUE(wait_for(dir + "/cut.mdw.ckpt"));
-  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // between checkpoints
   kill(pid, SIGKILL);
   int status = 0;
   waitpid(pid, &status, 0);
   ASSERT_TRUE(WIFSIGNALED(status)) << "the run finished before it could be killed; make it longer";
   EXPECT_FALSE(file_exists(dir + "/cut.mdw")) << "no output before training completes";
-  ASSERT_EQ(run(std::string(kArgs) + "--checkpoint-every 100 --out " + dir + "/cut.mdw --resume " + dir +
+  ASSERT_EQ(run(std::string(kArgs) + "--checkpoint-every 1000 --out " + dir + "/cut.mdw --resume " + dir +
                 "/cut.mdw.ckpt"), 0)
       << slurp(dir + "/log");
   EXPECT_NE(slurp(dir + "/log").find("resumed at step"), std::string::npos);

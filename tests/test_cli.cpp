@@ -185,3 +185,24 @@ TEST_F(Cli, CorruptModelFileIsRefusedWithTheReason) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(Cli, ThreadsGiveTheSameModelAndSamples) {
+  const std::string train = "train --data swissroll --steps 20 --batch 256 --T 50 --quiet --seed 2 --out ";
+  ASSERT_EQ(run_cli(train + dir + "/one.mdw").code, 0);
+  ASSERT_EQ(run_cli(train + dir + "/two.mdw --threads 2").code, 0);
+  const std::string one = slurp(dir + "/one.mdw");
+  ASSERT_FALSE(one.empty());
+  EXPECT_TRUE(one == slurp(dir + "/two.mdw")) << "--threads 2 trained different weights";
+  const std::string sample = "sample --n 600 --seed 5 --model " + dir + "/one.mdw --out ";
+  ASSERT_EQ(run_cli(sample + dir + "/one.csv").code, 0);
+  ASSERT_EQ(run_cli(sample + dir + "/two.csv --threads 2").code, 0);
+  EXPECT_EQ(slurp(dir + "/one.csv"), slurp(dir + "/two.csv"));
+  const CliResult bad = run_cli(train + dir + "/bad.mdw --threads 0");
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.out.find("--threads must be an integer in [1, 64]"), std::string::npos) << bad.out;
+  EXPECT_FALSE(file_exists(dir + "/bad.mdw"));
+}
+
+}  // namespace

@@ -208,8 +208,8 @@ void check_gemms(const KernelTable& t, const KernelTable& ref, const std::string
     Guarded DW(KN, side);
     DW.fill(dw0);
     std::vector<float> want = dw0;
-    t.gemm_tn_acc(DW.data(), X.data(), DY.data(), M, K, N);
-    ref.gemm_tn_acc(want.data(), x.data(), dy.data(), M, K, N);
+    t.gemm_tn_acc(DW.data(), X.data(), DY.data(), M, K, N, 0, K);
+    ref.gemm_tn_acc(want.data(), x.data(), dy.data(), M, K, N, 0, K);
     std::vector<double> bound(KN);
     for (int k = 0; k < K; ++k)
       for (int n = 0; n < N; ++n) {

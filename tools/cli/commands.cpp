@@ -19,6 +19,7 @@
 #include "microdiffusion/microdiffusion.h"
 #include "plot/plot.h"
 #include "plot/png.h"
+#include "threads/thread_pool.h"
 
 namespace md::cli {
 namespace {
@@ -87,6 +88,7 @@ const std::vector<FlagSpec> kTrainFlags = {
     {"checkpoint", "PATH", "checkpoint path (default: OUT.ckpt)"},
     {"resume", "PATH", "continue from a checkpoint; the result is bit-identical to an uninterrupted run"},
     {"quiet", nullptr, "no progress output"},
+    {"threads", "N", "threads for the large matrix products (default: 1; results are identical for any N)"},
     {"help", nullptr, "show this help"},
 };
 
@@ -308,6 +310,7 @@ const std::vector<FlagSpec> kSampleFlags = {
     {"guidance", "W", "classifier-free guidance scale with --label (default: 0)"},
     {"batch", "N", "rows sampled at once (default: 256)"},
     {"image-shape", "HxW", "with --png: draw each sample as an H x W grayscale image in a grid (H*W = D)"},
+    {"threads", "N", "threads for the large matrix products (default: 1; results are identical for any N)"},
     {"help", nullptr, "show this help"},
 };
 
@@ -608,6 +611,7 @@ const std::vector<FlagSpec> kEvalFlags = {
     {"decoder", "NAME", "gaussian (continuous data) | discrete8 (8-bit data in [-1, 1]) (default: gaussian)"},
     {"variance", "NAME", "small | large reverse-process variance (default: the file's)"},
     {"json", nullptr, "print one JSON object instead of name=value lines"},
+    {"threads", "N", "threads for the large matrix products (default: 1; results are identical for any N)"},
     {"help", nullptr, "show this help"},
 };
 
@@ -715,6 +719,9 @@ int run(const char* name, const char* usage, const char* summary, const std::vec
     std::fputs(format_help(usage, summary, flags).c_str(), stdout);
     return 0;
   }
+  unsigned long long threads;
+  if (!args.u64("threads", 1, 1, 64, &threads, &err)) return fail(name, err, 2);
+  const tools::ScopedParallelism parallel(static_cast<unsigned>(threads));
   return impl(args);
 }
 

@@ -14,6 +14,7 @@
 #include "cli/csv.h"
 #include "convert/convert.h"
 #include "microdiffusion/microdiffusion.h"
+#include "threads/thread_pool.h"
 
 namespace md::cli {
 namespace {
@@ -27,6 +28,9 @@ int run_with(const char* name, const char* usage, const char* summary, const std
     std::fputs(format_help(usage, summary, flags).c_str(), stdout);
     return 0;
   }
+  unsigned long long threads;
+  if (!args.u64("threads", 1, 1, 64, &threads, &err)) return fail(name, err, 2);
+  const tools::ScopedParallelism parallel(static_cast<unsigned>(threads));
   return impl(args);
 }
 
@@ -141,6 +145,7 @@ const std::vector<FlagSpec> kPredictFlags = {
     {"labels", nullptr, "class-conditional models: rows are t,label,x1,...,xD (label n_classes = no label)"},
     {"out", "FILE.csv", "model outputs, one row of D values per input row (default: stdout)"},
     {"batch", "N", "rows evaluated at once (default: 256)"},
+    {"threads", "N", "threads for the large matrix products (default: 1; results are identical for any N)"},
     {"help", nullptr, "show this help"},
 };
 

@@ -5,6 +5,7 @@
 #include "microdiffusion/data.h"
 #include "microdiffusion/kernels.h"
 #include "microdiffusion/likelihood.h"
+#include "microdiffusion/parallel.h"
 #include "microdiffusion/model.h"
 #include "microdiffusion/rng.h"
 #include "microdiffusion/sample.h"

@@ -10,6 +10,7 @@
 
 #include "kernels/kernels.h"
 #include "microdiffusion/kernels.h"
+#include "microdiffusion/parallel.h"
 
 // MD_KERNELS is read only where there is an environment: not in freestanding
 // builds, nor where the build says bare metal (CMake defines MD_BARE_METAL for
@@ -120,14 +121,94 @@ const KernelTable& active_table() {
   return *t;
 }
 
+namespace {
+
+// ---- Splitting GEMMs over the application's parallel-for (parallel.h) ------------
+//
+// Each part gets a disjoint range of output rows, whole blocks of kSplitRows,
+// so every part takes the same code path as the whole product would and
+// computes each output with the same operations: results do not depend on
+// the number of workers. Products below kSplitMacs multiply-adds stay on the
+// caller's thread (waking workers costs microseconds).
+
+constexpr int kSplitRows = 16;
+constexpr double kSplitMacs = 32768.0;
+constexpr uint32_t kMaxParts = 64;
+
+ParallelFor g_parallel;  // workers == 1: none installed
+
+// How many parts `rows` output rows of an M x K x N product split into (1: do not split).
+uint32_t split_parts(int rows, int M, int K, int N) {
+  const uint32_t workers = g_parallel.workers;
+  if (workers <= 1 || g_parallel.run == nullptr) return 1;
+  if (static_cast<double>(M) * K * N < kSplitMacs) return 1;
+  const uint32_t blocks = static_cast<uint32_t>(rows / kSplitRows);
+  return blocks < workers ? (blocks < 2 ? 1 : blocks) : workers;
+}
+
+// Rows [begin, end) of part i of n, in whole kSplitRows blocks (the last part takes the tail).
+void part_rows(int rows, uint32_t i, uint32_t n, int* begin, int* end) {
+  const int blocks = rows / kSplitRows;
+  *begin = static_cast<int>(blocks * static_cast<int64_t>(i) / n) * kSplitRows;
+  *end = i + 1 == n ? rows : static_cast<int>(blocks * static_cast<int64_t>(i + 1) / n) * kSplitRows;
+}
+
+struct GemmJob {
+  const KernelTable* table;
+  float* out;
+  const float* a;
+  const float* b;
+  const float* bias;
+  int M, K, N;
+  uint32_t parts;
+};
+
+void gemm_bias_part(void* ctx, uint32_t i) {
+  const GemmJob& j = *static_cast<const GemmJob*>(ctx);
+  int r0, r1;
+  part_rows(j.M, i, j.parts, &r0, &r1);
+  j.table->gemm_bias(j.out + static_cast<size_t>(r0) * j.N, j.a + static_cast<size_t>(r0) * j.K, j.b, j.bias, r1 - r0,
+                     j.K, j.N);
+}
+
+void gemm_nt_part(void* ctx, uint32_t i) {  // dX (M, K) = dY (M, N) . W^T: M rows
+  const GemmJob& j = *static_cast<const GemmJob*>(ctx);
+  int r0, r1;
+  part_rows(j.M, i, j.parts, &r0, &r1);
+  j.table->gemm_nt(j.out + static_cast<size_t>(r0) * j.K, j.a + static_cast<size_t>(r0) * j.N, j.b, r1 - r0, j.N,
+                   j.K);
+}
+
+void gemm_tn_acc_part(void* ctx, uint32_t i) {  // dW (K, N) += X^T dY: K rows
+  const GemmJob& j = *static_cast<const GemmJob*>(ctx);
+  int r0, r1;
+  part_rows(j.K, i, j.parts, &r0, &r1);
+  j.table->gemm_tn_acc(j.out, j.a, j.b, j.M, j.K, j.N, r0, r1);
+}
+
+void run_parts(GemmJob* job, void (*part)(void*, uint32_t)) {
+  g_parallel.run(g_parallel.pool, job->parts, part, job);
+}
+
+}  // namespace
+
 void gemm_bias(float* Y, const float* X, const float* W, const float* b, int M, int K, int N) {
-  active_table().gemm_bias(Y, X, W, b, M, K, N);
+  const KernelTable& t = active_table();
+  GemmJob job = {&t, Y, X, W, b, M, K, N, split_parts(M, M, K, N)};
+  if (job.parts <= 1) return t.gemm_bias(Y, X, W, b, M, K, N);
+  run_parts(&job, gemm_bias_part);
 }
 void gemm_nt(float* dX, const float* dY, const float* W, int M, int N, int K) {
-  active_table().gemm_nt(dX, dY, W, M, N, K);
+  const KernelTable& t = active_table();
+  GemmJob job = {&t, dX, dY, W, nullptr, M, K, N, split_parts(M, M, K, N)};
+  if (job.parts <= 1) return t.gemm_nt(dX, dY, W, M, N, K);
+  run_parts(&job, gemm_nt_part);
 }
 void gemm_tn_acc(float* dW, const float* X, const float* dY, int M, int K, int N) {
-  active_table().gemm_tn_acc(dW, X, dY, M, K, N);
+  const KernelTable& t = active_table();
+  GemmJob job = {&t, dW, X, dY, nullptr, M, K, N, split_parts(K, M, K, N)};
+  if (job.parts <= 1) return t.gemm_tn_acc(dW, X, dY, M, K, N, 0, K);
+  run_parts(&job, gemm_tn_acc_part);
 }
 void colsum_acc(float* db, const float* dY, int M, int N) { active_table().colsum_acc(db, dY, M, N); }
 void activation_forward(Activation a, float* y, const float* x, size_t n) {
@@ -175,5 +256,20 @@ size_t kernel_variant_count() { return kernels::kVariantCount; }
 const char* kernel_variant_name(size_t index) {
   return index < kernels::kVariantCount ? kernels::kVariantNames[index] : nullptr;
 }
+
+Status set_parallel_for(const ParallelFor* p) {
+  if (p == nullptr || p->workers <= 1) {
+    kernels::g_parallel = ParallelFor{};
+    return Status::Ok();
+  }
+  if (p->run == nullptr) return make_status(StatusCode::kInvalidArgument, "parallel-for hook has no run function");
+  if (p->workers > kernels::kMaxParts)
+    return make_status(StatusCode::kInvalidArgument, "parallel-for hook: at most 64 workers", p->workers,
+                       kernels::kMaxParts);
+  kernels::g_parallel = *p;
+  return Status::Ok();
+}
+
+uint32_t parallel_workers() { return kernels::g_parallel.workers; }
 
 }  // namespace md

@@ -79,7 +79,8 @@ struct KernelTable {
   const char* name;
   void (*gemm_bias)(float* Y, const float* X, const float* W, const float* b, int M, int K, int N);
   void (*gemm_nt)(float* dX, const float* dY, const float* W, int M, int N, int K);
-  void (*gemm_tn_acc)(float* dW, const float* X, const float* dY, int M, int K, int N);
+  // Rows [k_begin, k_end) of dW only (the parallel split cuts dW's rows).
+  void (*gemm_tn_acc)(float* dW, const float* X, const float* dY, int M, int K, int N, int k_begin, int k_end);
   void (*colsum_acc)(float* db, const float* dY, int M, int N);
   void (*activation_forward)(Activation a, float* y, const float* x, size_t n);
   void (*activation_backward)(Activation a, float* dx, const float* x, const float* dy, size_t n);

@@ -64,11 +64,11 @@ void gemm_nt(float* __restrict dX, const float* __restrict dY, const float* __re
 }
 
 void gemm_tn_acc(float* __restrict dW, const float* __restrict X, const float* __restrict dY,
-                 int M, int K, int N) {
+                 int M, int K, int N, int k_begin, int k_end) {
   for (int i = 0; i < M; ++i) {
     const float* x = X + (size_t)i * K;
     const float* dy = dY + (size_t)i * N;
-    for (int k = 0; k < K; ++k) {
+    for (int k = k_begin; k < k_end; ++k) {
       const float a = x[k];
       if (a == 0.0f) continue;  // ReLU-sparse inputs; exact either way
       float* dw = dW + (size_t)k * N;

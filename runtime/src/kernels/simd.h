@@ -394,8 +394,9 @@ void simd_gemm_nt(float* dX, const float* dY, const float* Wm, int M, int N, int
 }
 
 template <class S>
-void simd_gemm_tn_acc(float* dW, const float* X, const float* dY, int M, int K, int N) {
-  Gemm<S>::template run<true, false>(dW, N, X, K, dY, N, K, M, N, true, nullptr);
+void simd_gemm_tn_acc(float* dW, const float* X, const float* dY, int M, int K, int N, int k_begin, int k_end) {
+  Gemm<S>::template run<true, false>(dW + static_cast<size_t>(k_begin) * N, N, X + k_begin, K, dY, N,
+                                     k_end - k_begin, M, N, true, nullptr);
 }
 
 template <class S>

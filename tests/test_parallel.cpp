@@ -1,0 +1,150 @@
+// The parallel-for hook (microdiffusion/parallel.h): the split GEMMs compute
+// exactly what the whole ones do, so training and sampling give the same bits
+// with any number of workers; and the hook is checked when installed.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "microdiffusion/microdiffusion.h"
+#include "threads/thread_pool.h"
+
+namespace {
+
+std::vector<float> random_vector(size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = u(rng);
+  return v;
+}
+
+// A hook that runs the parts on the caller's thread in reverse order and
+// counts them: any dependence between parts, or on their order, shows.
+struct ReverseOrder {
+  uint32_t calls = 0, parts = 0;
+  static void run(void* self, uint32_t n, void (*task)(void*, uint32_t), void* ctx) {
+    auto* r = static_cast<ReverseOrder*>(self);
+    ++r->calls;
+    r->parts += n;
+    for (uint32_t i = n; i-- > 0;) task(ctx, i);
+  }
+};
+
+// Trains a few steps of `desc` at `batch` and samples; returns parameters then samples.
+std::vector<float> train_and_sample(const md::ModelDesc& desc, uint32_t batch) {
+  md::TrainConfig cfg;
+  cfg.batch = batch;
+  cfg.seed = 3;
+  std::vector<unsigned char> buf(md::training_arena_bytes(desc, batch));
+  md::Arena arena(buf.data(), buf.size());
+  md::Trainer trainer;
+  EXPECT_TRUE(trainer.init(desc, md::linear_schedule(desc.T), cfg, arena).ok());
+  trainer.init_parameters(3);
+  std::vector<float> data(2 * 1000);
+  md::make_dataset(md::Dataset::kSwissRoll, 3, 0, 1000, data.data());
+  float loss;
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(trainer.step(data.data(), 1000, &loss).ok());
+  const uint32_t P = trainer.param_floats();
+  std::vector<float> out(trainer.params(), trainer.params() + P);
+
+  const md::Model model = md::bind_model(desc, trainer.ema());
+  std::vector<unsigned char> sbuf(md::sampling_arena_bytes(desc, batch));
+  md::Arena sarena(sbuf.data(), sbuf.size());
+  md::Sampler sampler;
+  md::SamplerConfig sc;
+  EXPECT_TRUE(sampler.init(model, md::linear_schedule(desc.T), sc, batch, sarena).ok());
+  std::vector<float> x(static_cast<size_t>(batch) * desc.D);
+  EXPECT_TRUE(sampler.sample(11, 0, batch, x.data()).ok());
+  out.insert(out.end(), x.begin(), x.end());
+  return out;
+}
+
+TEST(Parallel, WeightGradientRowRangesComposeExactly) {
+  const int M = 67, K = 45, N = 37;
+  const std::vector<float> X = random_vector(M * K, 1), dY = random_vector(M * N, 2), dW0 = random_vector(K * N, 3);
+  for (size_t v = 0; v < md::kernel_variant_count(); ++v) {
+    const md::kernels::KernelTable* t = md::kernels::find_variant(md::kernel_variant_name(v));
+    if (t == nullptr) {
+      std::printf("[  SKIPPED ] variant %s: not available here\n", md::kernel_variant_name(v));
+      continue;
+    }
+    SCOPED_TRACE(t->name);
+    std::vector<float> whole = dW0, parts = dW0;
+    t->gemm_tn_acc(whole.data(), X.data(), dY.data(), M, K, N, 0, K);
+    for (int k0 : {0, 16, 17, 40}) {
+      const int k1 = k0 == 0 ? 16 : k0 == 16 ? 17 : k0 == 17 ? 40 : K;
+      t->gemm_tn_acc(parts.data(), X.data(), dY.data(), M, K, N, k0, k1);
+    }
+    EXPECT_EQ(0, std::memcmp(whole.data(), parts.data(), sizeof(float) * whole.size()));
+  }
+}
+
+TEST(Parallel, AnyNumberOfWorkersGivesTheSameBits) {
+  const md::ModelDesc desc = md::preset_default();
+  const std::vector<float> serial = train_and_sample(desc, 256);
+
+  ReverseOrder reverse;
+  md::ParallelFor hook;
+  hook.run = ReverseOrder::run;
+  hook.pool = &reverse;
+  for (uint32_t workers : {2u, 3u, 7u}) {
+    hook.workers = workers;
+    ASSERT_TRUE(md::set_parallel_for(&hook).ok());
+    EXPECT_EQ(md::parallel_workers(), workers);
+    const std::vector<float> split = train_and_sample(desc, 256);
+    ASSERT_EQ(split.size(), serial.size());
+    EXPECT_EQ(0, std::memcmp(split.data(), serial.data(), sizeof(float) * serial.size())) << workers << " workers";
+  }
+  ASSERT_TRUE(md::set_parallel_for(nullptr).ok());
+  EXPECT_GT(reverse.calls, 0u) << "nothing was split: the test proves nothing";
+  EXPECT_GT(reverse.parts, reverse.calls);
+
+  {
+    const md::tools::ScopedParallelism threads(2);
+    EXPECT_EQ(md::parallel_workers(), 2u);
+    const std::vector<float> pooled = train_and_sample(desc, 256);
+    EXPECT_EQ(0, std::memcmp(pooled.data(), serial.data(), sizeof(float) * serial.size())) << "2 threads";
+  }
+  EXPECT_EQ(md::parallel_workers(), 1u);
+}
+
+TEST(Parallel, SmallProductsStayOnTheCallersThread) {
+  ReverseOrder reverse;
+  md::ParallelFor hook;
+  hook.run = ReverseOrder::run;
+  hook.pool = &reverse;
+  hook.workers = 4;
+  ASSERT_TRUE(md::set_parallel_for(&hook).ok());
+  train_and_sample(md::preset_tutorial(2, 20, 16), 8);  // 8 x 16 x 16: too small to split
+  ASSERT_TRUE(md::set_parallel_for(nullptr).ok());
+  EXPECT_EQ(reverse.calls, 0u);
+}
+
+TEST(Parallel, HookIsCheckedWhenInstalled) {
+  md::ParallelFor hook;
+  hook.workers = 2;
+  EXPECT_EQ(md::set_parallel_for(&hook).code, md::StatusCode::kInvalidArgument);  // no run function
+  hook.run = ReverseOrder::run;
+  hook.workers = 65;
+  EXPECT_EQ(md::set_parallel_for(&hook).code, md::StatusCode::kInvalidArgument);
+  EXPECT_EQ(md::parallel_workers(), 1u);
+  hook.workers = 1;  // one worker: the same as none
+  EXPECT_TRUE(md::set_parallel_for(&hook).ok());
+  EXPECT_EQ(md::parallel_workers(), 1u);
+}
+
+TEST(Parallel, PoolRunsEveryPartOnce) {
+  md::tools::ThreadPool pool(3);
+  std::vector<int> hits(1000, 0);
+  for (int round = 0; round < 200; ++round) {
+    const uint32_t parts = 1 + round % 50;
+    pool.run(parts, [](void* ctx, uint32_t i) { ++(*static_cast<std::vector<int>*>(ctx))[i]; }, &hits);
+    for (uint32_t i = 0; i < parts; ++i) ASSERT_EQ(hits[i], 1) << "round " << round << " part " << i;
+    std::fill(hits.begin(), hits.end(), 0);
+  }
+}
+
+}  // namespace
