@@ -9,7 +9,7 @@ jobs=$(nproc)
 step() { echo; echo "== $* =="; }
 
 step "host build and tests (build/release)"
-cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release
+cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DMD_BUILD_TESTS=ON -DMD_BUILD_BENCH=ON
 cmake --build build/release -j"$jobs"
 ctest --test-dir build/release --output-on-failure -j"$jobs"
 
