@@ -12,7 +12,7 @@
 #include <string>
 
 #include "cli_util.h"
-#include "microdiffusion/weights.h"
+#include "microdiffusion/microdiffusion.h"
 
 namespace {
 
@@ -67,6 +67,16 @@ TEST_F(Cli, TrainSampleInspectRoundTrip) {
   ASSERT_EQ(r.code, 0) << r.out;
   for (const char* s : {"version 1.0", "time_gate", "softplus", "arena bytes", "sampling", "training", "T=20", "moons"})
     EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
+  // The flash line: the file's own size, and the parameters' bytes from the runtime.
+  const std::string file = slurp(model);
+  md::LoadedWeights w;
+  ASSERT_TRUE(md::load_weights(file.data(), file.size(), &w).ok());
+  const std::string flash = "flash bytes: " + std::to_string(file.size()) + " (the file, used in place: " +
+                            std::to_string(4 * md::parameter_count(w.model.desc)) + " of parameters";
+  EXPECT_NE(r.out.find(flash), std::string::npos) << flash << "\n" << r.out;
+  r = run_cli("inspect " + model + " --batch 16");
+  const std::string arena16 = "batch 16    sampling " + std::to_string(md::sampling_arena_bytes(w.model.desc, 16));
+  EXPECT_NE(r.out.find(arena16), std::string::npos) << arena16 << "\n" << r.out;
 }
 
 TEST_F(Cli, TrainsOnACsvFileOfAnyDimension) {

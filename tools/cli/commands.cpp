@@ -592,6 +592,10 @@ int inspect_impl(const Args& args) {
     std::printf("  %2u layer %2u %-6s (%u, %u) f32 at %zu\n", i, t.layer, kRoles[static_cast<uint32_t>(t.role)], t.rows,
                 t.cols, offset);
   }
+  // Firmware keeps the whole file in flash and reads the tensors in place.
+  const size_t tensor_bytes = sizeof(float) * static_cast<size_t>(parameter_count(d));
+  std::printf("flash bytes: %zu (the file, used in place: %zu of parameters, %zu of header, tables and padding)\n",
+              file.size, tensor_bytes, file.size - tensor_bytes);
   std::printf("arena bytes:\n");
   std::vector<uint32_t> batches = batch ? std::vector<uint32_t>{static_cast<uint32_t>(batch)}
                                         : std::vector<uint32_t>{1, 256};
