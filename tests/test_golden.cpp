@@ -24,6 +24,8 @@
 #include <vector>
 
 #include "microdiffusion/model.h"
+#include "microdiffusion/rng.h"
+#include "microdiffusion/sample.h"
 #include "microdiffusion/schedule.h"
 #include "microdiffusion/train.h"
 
@@ -526,5 +528,154 @@ TEST(Golden, TrainingStepsMixedLayersAdam) { run_golden_training("train_mixed.tx
 
 // Adam with coupled L2 weight decay (added to the gradient), same model and data.
 TEST(Golden, TrainingStepsMixedLayersAdamL2) { run_golden_training("train_mixed_l2.txt", mixed_model()); }
+
+
+// ---- Samplers against float64 numpy (samplers.txt) ------------------------------
+
+// The affine denoiser of samplers.txt, eps(x, k) = x W + b + table[k], as the
+// runtime's layers: embed (x only) -> linear -> time_add.
+struct AffineDenoiser {
+  md::ModelDesc desc;
+  std::vector<float> params;
+  std::vector<double> W, b, table;
+  explicit AffineDenoiser(const GoldenFile& g) {
+    const uint32_t T = static_cast<uint32_t>(g.scalar("T"));
+    md::ModelBuilder mb(2, T);
+    mb.embed(1, 0, 1.0f, 0).linear(2).time_add();
+    desc = mb.d;
+    const md::ParamLayout layout = md::param_layout(desc);
+    params.assign(layout.total_floats, 0.0f);
+    W = g.doubles("W");
+    b = g.doubles("b");
+    table = g.doubles("table");
+    for (uint32_t i = 0; i < layout.n_tensors; ++i) {
+      const md::TensorDesc& td = layout.tensors[i];
+      const std::vector<double>& src = td.layer == 2 ? table : td.role == md::TensorRole::kWeight ? W : b;
+      EXPECT_EQ(src.size(), td.count());
+      for (uint32_t j = 0; j < td.count() && j < src.size(); ++j) params[td.offset + j] = static_cast<float>(src[j]);
+    }
+  }
+  // eps for one row (D = 2) at timestep index k, in double.
+  void eps(const float* x, uint32_t k, double* out) const {
+    for (int c = 0; c < 2; ++c) out[c] = x[0] * W[c] + x[1] * W[2 + c] + b[c] + table[k * 2 + c];
+  }
+};
+
+struct Trajectory {
+  std::vector<std::vector<float>> states;  // x_T, then x after each step
+  static void observe(void* self, int32_t, const float* x, uint32_t n, uint32_t) {
+    static_cast<Trajectory*>(self)->states.emplace_back(x, x + 2 * n);
+  }
+};
+
+// Runs `config` on the golden x_T; returns every state.
+Trajectory run_sampler(const GoldenFile& g, const AffineDenoiser& m, md::SamplerConfig config, uint64_t seed) {
+  const std::vector<int32_t> ts = g.ints("timesteps");
+  const std::vector<uint32_t> steps(ts.begin(), ts.end());
+  config.timesteps = steps.data();
+  config.n_timesteps = static_cast<uint32_t>(steps.size());
+  const std::vector<float> x_T = g.floats("x_T");
+  const uint32_t n = static_cast<uint32_t>(x_T.size() / 2);
+  std::vector<unsigned char> buf(md::sampling_arena_bytes(m.desc, n));
+  md::Arena arena(buf.data(), buf.size());
+  md::Sampler sampler;
+  const md::Model model = md::bind_model(m.desc, m.params.data());
+  Trajectory tr;
+  md::Status s = sampler.init(model, md::linear_schedule(m.desc.T), config, n, arena);
+  EXPECT_TRUE(s.ok()) << s.message;
+  std::vector<float> out(x_T.size());
+  s = sampler.sample_from(x_T.data(), seed, 0, n, out.data(), Trajectory::observe, &tr);
+  EXPECT_TRUE(s.ok()) << s.message;
+  return tr;
+}
+
+// |got - want| <= 2e-5 of the state's largest magnitude (at least 1): float32
+// tables and arithmetic against float64, through at most five steps.
+void expect_state(const std::vector<float>& got, const double* want, size_t n, const std::string& what) {
+  double scale = 1.0;
+  for (size_t j = 0; j < n; ++j) scale = std::fmax(scale, std::fabs(want[j]));
+  for (size_t j = 0; j < n; ++j)
+    EXPECT_NEAR(got[j], want[j], 2e-5 * scale) << what << " value " << j;
+}
+
+TEST(Golden, DeterministicSamplersMatchFloat64Trajectories) {
+  GoldenFile g;
+  const std::string err = g.load(golden_path("samplers.txt"));
+  ASSERT_EQ(err, "") << err;
+  const AffineDenoiser m(g);
+  const struct {
+    const char* name;
+    md::SamplerKind kind;
+  } cases[] = {{"ddim", md::SamplerKind::kDdim}, {"dpmpp2m", md::SamplerKind::kDpmSolver2M},
+               {"ode", md::SamplerKind::kOdeHeun}};
+  for (const auto& c : cases) {
+    md::SamplerConfig config;
+    config.kind = c.kind;
+    const Trajectory tr = run_sampler(g, m, config, 1);
+    const std::vector<double> want = g.doubles(std::string(c.name) + ".x");
+    const size_t K = g.ints("timesteps").size(), BD = g.floats("x_T").size();
+    ASSERT_EQ(tr.states.size(), K + 1) << c.name;
+    ASSERT_EQ(want.size(), K * BD) << c.name;
+    for (size_t i = 0; i < K; ++i)
+      expect_state(tr.states[i + 1], &want[i * BD], BD, std::string(c.name) + " step " + std::to_string(i + 1));
+  }
+  md::Sampler unused;
+  float out[2];
+  EXPECT_EQ(unused.sample_from(nullptr, 1, 0, 1, out).code, md::StatusCode::kInvalidArgument);
+}
+
+// DDPM (both variances) and DDIM with eta = 0.7: each step's result from the
+// captured state, the golden coefficients and the runtime's noise for
+// (seed, sample, timestep): x' = A x + C eps + S z, or A x0_hat + C eps + S z.
+TEST(Golden, StochasticSamplerStepsMatchFloat64Coefficients) {
+  GoldenFile g;
+  const std::string err = g.load(golden_path("samplers.txt"));
+  ASSERT_EQ(err, "") << err;
+  const AffineDenoiser m(g);
+  const std::vector<int32_t> ts = g.ints("timesteps");
+  const size_t K = ts.size();
+  md::ScheduleDesc sd = md::linear_schedule(m.desc.T);
+  std::vector<float> storage(md::kScheduleTables * m.desc.T);
+  md::Schedule sched;
+  ASSERT_TRUE(md::build_schedule(sd, storage.data(), &sched).ok());
+  const uint64_t seed = 77;
+  const struct {
+    const char* name;
+    md::SamplerKind kind;
+    md::Variance variance;
+    bool via_x0;
+  } cases[] = {{"ddpm_small", md::SamplerKind::kDdpm, md::Variance::kFixedSmall, false},
+               {"ddpm_large", md::SamplerKind::kDdpm, md::Variance::kFixedLarge, false},
+               {"ddim_eta", md::SamplerKind::kDdim, md::Variance::kFixedSmall, true}};
+  for (const auto& c : cases) {
+    md::SamplerConfig config;
+    config.kind = c.kind;
+    config.variance = c.variance;
+    config.eta = 0.7f;
+    const Trajectory tr = run_sampler(g, m, config, seed);
+    const std::vector<double> A = g.doubles(std::string(c.name) + ".A"), C = g.doubles(std::string(c.name) + ".C"),
+                              S = g.doubles(std::string(c.name) + ".S");
+    ASSERT_EQ(tr.states.size(), K + 1) << c.name;
+    ASSERT_EQ(A.size(), K);
+    for (size_t step = 0; step < K; ++step) {
+      const uint32_t k = static_cast<uint32_t>(ts[K - 1 - step]);
+      const std::vector<float>& x = tr.states[step];
+      std::vector<double> want(x.size());
+      for (uint32_t r = 0; r < x.size() / 2; ++r) {
+        double eps[2];
+        m.eps(&x[2 * r], k, eps);
+        float z[2];
+        md::gaussian_fill(seed, md::RngStream::kSampleStep, r, k, z, 2);
+        for (int j = 0; j < 2; ++j) {
+          const double a = std::sqrt(static_cast<double>(sched.alpha_bar[k]));
+          const double x0 = (x[2 * r + j] - std::sqrt(1.0 - a * a) * eps[j]) / a;
+          want[2 * r + j] = A[step] * (c.via_x0 ? x0 : x[2 * r + j]) + C[step] * eps[j] + S[step] * z[j];
+        }
+      }
+      expect_state(tr.states[step + 1], want.data(), want.size(),
+                   std::string(c.name) + " step " + std::to_string(step + 1));
+    }
+  }
+}
 
 }  // namespace

@@ -237,6 +237,17 @@ void Sampler::denoise(uint32_t rows, uint32_t t) {
 }
 
 Status Sampler::sample(uint64_t seed, uint32_t first, uint32_t n, float* out, StepObserver observer, void* user) {
+  return run(nullptr, seed, first, n, out, observer, user);
+}
+
+Status Sampler::sample_from(const float* x_start, uint64_t seed, uint32_t first, uint32_t n, float* out,
+                            StepObserver observer, void* user) {
+  if (x_start == nullptr && n > 0) return make_status(StatusCode::kInvalidArgument, "null starting points");
+  return run(x_start, seed, first, n, out, observer, user);
+}
+
+Status Sampler::run(const float* x_start, uint64_t seed, uint32_t first, uint32_t n, float* out,
+                    StepObserver observer, void* user) {
   if (x_ == nullptr) return make_status(StatusCode::kInvalidArgument, "sampler used before init");
   if (out == nullptr && n > 0) return make_status(StatusCode::kInvalidArgument, "null output buffer");
   if (static_cast<uint64_t>(first) + n > 0xFFFFFFFFull)
@@ -251,8 +262,12 @@ Status Sampler::sample(uint64_t seed, uint32_t first, uint32_t n, float* out, St
     const uint32_t rows = n - done < batch_ ? n - done : batch_;
     const uint32_t index0 = first + done;
     const size_t count = static_cast<size_t>(rows) * D;
-    for (uint32_t r = 0; r < rows; ++r)
-      gaussian_fill(seed, RngStream::kSampleInit, index0 + r, 0, x_ + static_cast<size_t>(r) * D, D);
+    if (x_start != nullptr) {
+      for (size_t k = 0; k < count; ++k) x_[k] = x_start[static_cast<size_t>(done) * D + k];
+    } else {
+      for (uint32_t r = 0; r < rows; ++r)
+        gaussian_fill(seed, RngStream::kSampleInit, index0 + r, 0, x_ + static_cast<size_t>(r) * D, D);
+    }
     if (observer) observer(user, static_cast<int32_t>(ts[K - 1] + 1), x_, rows, index0);
     double h_prev = 0.0;
     bool have_prev = false;

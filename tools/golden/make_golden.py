@@ -24,6 +24,9 @@ integers as integers, a few entries hold words (layer kinds, activations).
                     and EMA after three steps.
   schedules.txt     float64 tables of several noise schedules (%.12g, which is
                     far below the float32 storage the runtime compares at).
+  samplers.txt      float64 trajectories of the deterministic samplers and the
+                    per-step coefficients of the stochastic ones, for an affine
+                    denoiser with known weights.
 
 Tensor names follow the runtime's flat parameter layout: for each layer l in
 order, "l<l>.W" (in, out) row-major (nn.Linear's (out, in) weight transposed),
@@ -518,6 +521,117 @@ def write_schedules():
     return w
 
 
+
+# ---------------------------------------------------------------------------
+# Samplers: float64 numpy, written from the papers' update rules, for an
+# affine denoiser eps(x, k) = x W + b + table[k] (the runtime's layers embed
+# with x_raw only -> linear -> time_add), so every step has a closed form.
+#   DDPM (Ho et al. eq. 11) on respaced steps: beta' = 1 - ab / ab_prev,
+#     x' = (x - beta' / sqrt(1 - ab) eps) / sqrt(1 - beta') + sigma z,
+#     sigma^2 = beta' (small: times (1 - ab_prev) / (1 - ab)), no noise at the last step.
+#   DDIM (Song et al. eq. 12): x' = sqrt(ab_prev) x0 + sqrt(1 - ab_prev - s^2) eps + s z,
+#     s = eta sqrt((1 - ab_prev) / (1 - ab)) sqrt(1 - ab / ab_prev).
+#   DPM-Solver++(2M) (Lu et al. 2022, Alg. 2): lambda = log(alpha / sigma), h = lambda' - lambda,
+#     x' = sigma'/sigma x - alpha' (e^-h - 1) D, D = x0 first, then
+#     (1 + 1/(2r)) x0 - 1/(2r) x0_prev with r = h_prev / h; the last step (to ab = 1) returns x0.
+#   Probability-flow ODE with Heun's method in x~ = x / sqrt(ab), sigma~ = sqrt((1 - ab) / ab),
+#     dx~/dsigma~ = eps (Karras et al. 2022, Alg. 1 without churn); the last step returns x0.
+# ---------------------------------------------------------------------------
+
+SAMPLER_T = 20
+SAMPLER_STEPS = [0, 3, 8, 13, 17]  # ascending; sampling runs from 17 down to 0, then to ab = 1
+
+
+def sampler_model(rng, D=2):
+    # Near 0.9 x (close to the optimal eps for unit Gaussian data at high noise),
+    # so trajectories stay O(1) and the comparison measures the update rules.
+    W = (0.9 * np.eye(D) + rng.uniform(-0.1, 0.1, size=(D, D))).astype(np.float32)
+    b = rng.uniform(-0.05, 0.05, size=D).astype(np.float32)
+    table = rng.uniform(-0.05, 0.05, size=(SAMPLER_T, D)).astype(np.float32)
+    return W, b, table
+
+
+def sampler_runs(x_T, model, ab):
+    W, b, table = (np.asarray(a, dtype=np.float64) for a in model)
+    eps_of = lambda x, k: x @ W + b + table[k]
+    ts = SAMPLER_STEPS
+    out = {}
+    # Deterministic samplers: the whole trajectory from x_T.
+    for name in ("ddim", "dpmpp2m", "ode"):
+        x = np.asarray(x_T, dtype=np.float64)
+        traj, x0_prev, h_prev = [], None, None
+        for i in range(len(ts) - 1, -1, -1):
+            k = ts[i]
+            a_t, ab_n = ab[k], (ab[ts[i - 1]] if i > 0 else 1.0)
+            eps = eps_of(x, k)
+            x0 = (x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
+            if name == "ddim":
+                x = math.sqrt(ab_n) * x0 + math.sqrt(1 - ab_n) * eps
+            elif i == 0:
+                x = x0
+            elif name == "dpmpp2m":
+                al, sg, al_n, sg_n = math.sqrt(a_t), math.sqrt(1 - a_t), math.sqrt(ab_n), math.sqrt(1 - ab_n)
+                h = math.log(al_n / sg_n) - math.log(al / sg)
+                d = x0 if x0_prev is None else (1 + h / (2 * h_prev)) * x0 - h / (2 * h_prev) * x0_prev
+                x = sg_n / sg * x - al_n * (math.exp(-h) - 1) * d
+                x0_prev, h_prev = x0, h
+            else:
+                s_cur, s_next = math.sqrt((1 - a_t) / a_t), math.sqrt((1 - ab_n) / ab_n)
+                xt = x / math.sqrt(a_t)
+                pred = xt + (s_next - s_cur) * eps
+                eps2 = eps_of(pred * math.sqrt(ab_n), ts[i - 1])
+                x = (xt + (s_next - s_cur) * 0.5 * (eps + eps2)) * math.sqrt(ab_n)
+            traj.append(x.copy())
+        out[name] = np.stack(traj)
+    # Stochastic samplers: per step (from the top), the coefficients of
+    # x' = A x + C eps + S z (ddpm) or x' = A x0 + C eps + S z (ddim with eta).
+    for name, eta in (("ddpm_small", None), ("ddpm_large", None), ("ddim_eta", 0.7)):
+        A, C, S = [], [], []
+        for i in range(len(ts) - 1, -1, -1):
+            a_t, ab_n = ab[ts[i]], (ab[ts[i - 1]] if i > 0 else 1.0)
+            if eta is None:
+                beta = 1 - a_t / ab_n
+                var = 0.0 if i == 0 else (beta if name == "ddpm_large" else beta * (1 - ab_n) / (1 - a_t))
+                A.append(1 / math.sqrt(1 - beta))
+                C.append(-beta / math.sqrt(1 - a_t) / math.sqrt(1 - beta))
+                S.append(math.sqrt(var))
+            else:
+                sg = 0.0 if i == 0 else eta * math.sqrt((1 - ab_n) / (1 - a_t)) * math.sqrt(1 - a_t / ab_n)
+                A.append(math.sqrt(ab_n))
+                C.append(math.sqrt(1 - ab_n - sg * sg))
+                S.append(sg)
+        out[name] = (A, C, S)
+    return out
+
+
+def write_samplers():
+    w = Writer()
+    w.comment("""Sampler references in float64 (tools/golden/make_golden.py, numpy), for the affine
+denoiser eps(x, k) = x W + b + table[k] on the linear schedule with T = 20 at timesteps
+0 3 8 13 17. x_T: 4 rows of D = 2. <sampler>.x: x after each step, from the top
+(ddim with eta 0, dpm++2m, ode/Heun). <ddpm_small|ddpm_large|ddim_eta>.A/.C/.S: per step
+from the top, x' = A x + C eps + S z (ddpm) or x' = A x0 + C eps + S z (ddim, eta 0.7).""")
+    rng = np.random.default_rng(20261122)
+    model = sampler_model(rng)
+    x_T = rng.standard_normal((4, 2)).astype(np.float32)
+    ab = schedule_tables(linear_schedule_params(SAMPLER_T))["alpha_bar"]
+    w.ints("T", [SAMPLER_T])
+    w.ints("timesteps", SAMPLER_STEPS)
+    w.f32("W", model[0])
+    w.f32("b", model[1])
+    w.f32("table", model[2])
+    w.f32("x_T", x_T)
+    runs = sampler_runs(x_T, model, ab)
+    for name in ("ddim", "dpmpp2m", "ode"):
+        w.f64(f"{name}.x", runs[name])
+    for name in ("ddpm_small", "ddpm_large", "ddim_eta"):
+        A, C, S = runs[name]
+        w.f64(f"{name}.A", A)
+        w.f64(f"{name}.C", C)
+        w.f64(f"{name}.S", S)
+    return w
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     here = os.path.dirname(os.path.abspath(__file__))
@@ -535,6 +649,7 @@ def main():
     if not (any_clipped and any_unclipped):
         sys.exit("golden runs must include clipped and unclipped steps; adjust data_scale")
     write_schedules().save(os.path.join(args.out, "schedules.txt"))
+    write_samplers().save(os.path.join(args.out, "samplers.txt"))
     total = sum(os.path.getsize(os.path.join(args.out, f)) for f in os.listdir(args.out)
                 if f.endswith(".txt"))
     print(f"wrote {len(RUNS)} training runs and schedules.txt to {os.path.normpath(args.out)} "

@@ -105,6 +105,12 @@ class Sampler {
   // rows at a time.
   Status sample(uint64_t seed, uint32_t first, uint32_t n, float* out, StepObserver observer = nullptr,
                 void* user = nullptr);
+  // The same, starting from the caller's x at the first step's time instead
+  // of N(0, I) noise (n rows of D in x_start): deterministic samplers (ddim
+  // with eta 0, dpm++2m, ode) then depend on x_start alone; the others still
+  // draw their step noise from (seed, index, timestep).
+  Status sample_from(const float* x_start, uint64_t seed, uint32_t first, uint32_t n, float* out,
+                     StepObserver observer = nullptr, void* user = nullptr);
 
   const Schedule& schedule() const { return schedule_; }
   uint32_t batch() const { return batch_; }
@@ -114,6 +120,8 @@ class Sampler {
   uint32_t evaluations() const;
 
  private:
+  Status run(const float* x_start, uint64_t seed, uint32_t first, uint32_t n, float* out, StepObserver observer,
+             void* user);
   void denoise(uint32_t rows, uint32_t t);  // eps and x0_hat for the current x at timestep t
   void predict_eps(const float* x, uint32_t rows, uint32_t t, float* eps);
 
