@@ -69,14 +69,17 @@ void ThreadPool::run(uint32_t parts, void (*task)(void*, uint32_t), void* ctx) {
     for (uint32_t i = 0; i < parts; ++i) task(ctx, i);
     return;
   }
+  // Close the previous job's ticket first: a worker still holding it could
+  // otherwise claim a part of the new job with the old ticket between the
+  // stores below (its part index would pass the new, larger part count).
+  const uint32_t gen = gen_.load(std::memory_order_relaxed) + 1;
+  ticket_.store((static_cast<uint64_t>(gen) << 32) | 0xFFFFFFFFu, std::memory_order_seq_cst);
   task_.store(task, std::memory_order_relaxed);
   ctx_.store(ctx, std::memory_order_relaxed);
   parts_.store(parts, std::memory_order_relaxed);
   done_.store(0, std::memory_order_relaxed);
-  uint32_t gen;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    gen = gen_.load(std::memory_order_relaxed) + 1;
     ticket_.store(static_cast<uint64_t>(gen) << 32, std::memory_order_release);
     gen_.store(gen, std::memory_order_release);
   }
