@@ -13,7 +13,10 @@ cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DMD_BUILD_TESTS=ON -DMD_
 cmake --build build/release -j"$jobs"
 ctest --test-dir build/release --output-on-failure -j"$jobs"
 
-if [ "${QUICK:-0}" = 1 ]; then echo; echo "host tests passed (QUICK=1: golden, ARM, sanitizer and fuzz runs skipped)"; exit 0; fi
+if [ "${QUICK:-0}" = 1 ]; then echo; echo "host tests passed (QUICK=1: install, golden, ARM, sanitizer and fuzz runs skipped)"; exit 0; fi
+
+step "cmake --install the runtime, build examples/installed against it with find_package and pkg-config"
+bash .ci/install.sh
 
 if [ -f tools/golden/check_golden.sh ]; then
   step "golden files regenerated with PyTorch match the committed ones"
