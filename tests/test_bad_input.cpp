@@ -221,8 +221,11 @@ std::vector<Hostile> hostile_cases() {
       // (n_classes + 1 table rows would wrap to 0).
       {"n_classes = 2^32 - 1", [](Mdw& f) { f.put32(112, 0xFFFFFFFFu); f.resign(); }, StatusCode::kInvalidArgument,
        "too many classes"},
-      {"unknown variance type", [](Mdw& f) { f.put32(68, 2); f.resign(); }, StatusCode::kBadFormat,
+      {"unknown variance type", [](Mdw& f) { f.put32(68, 3); f.resign(); }, StatusCode::kBadFormat,
        "unknown variance type"},
+      // 2 is a learned variance: the network must then have 2D outputs.
+      {"learned variance on a D-output network", [](Mdw& f) { f.put32(68, 2); f.resign(); },
+       StatusCode::kInvalidArgument, "the last layer must output 2D values"},
       // NaN and Inf in the header's floats.
       {"NaN beta_start", [nan](Mdw& f) { f.putf(48, nan); f.resign(); }, StatusCode::kInvalidArgument,
        "0 < beta_start <= beta_end < 1"},
@@ -568,7 +571,7 @@ TEST_F(BadInputCli, OutOfRangeAndMalformedFlags) {
       {sample + "--n 100000001", "--n must be an integer in [1, 100000000]"},
       {sample + "--n ' 5'", "--n must be an integer"},
       {sample + "--batch 0", "--batch must be an integer in [1, 65536]"},
-      {sample + "--variance medium", "--variance must be small or large, got 'medium'"},
+      {sample + "--variance medium", "--variance must be small, large or learned, got 'medium'"},
       {"inspect " + m + " --batch 65537", "--batch must be an integer in [0, 65536]"},
       {"inspect " + m + " " + m, "expected one weight file"},
   };

@@ -34,8 +34,10 @@ Status BoundEvaluator::init(const Model& model, const ScheduleDesc& schedule, Va
     return make_status(StatusCode::kInvalidArgument, "schedule T differs from model T", schedule.T, model.desc.T);
   if (model.desc.T < 2) return make_status(StatusCode::kInvalidArgument, "the bound needs T >= 2");
   if (batch < 1 || batch > (1u << 20)) return make_status(StatusCode::kInvalidArgument, "batch must be in [1, 2^20]");
-  if (variance != Variance::kFixedSmall && variance != Variance::kFixedLarge)
+  if (static_cast<uint32_t>(variance) >= kVarianceCount)
     return make_status(StatusCode::kInvalidArgument, "unknown variance");
+  if (variance == Variance::kLearnedRange && !model.desc.learned_variance)
+    return make_status(StatusCode::kInvalidArgument, "a learned variance needs a model that outputs one");
   if (static_cast<uint32_t>(prediction) >= kPredictionCount)
     return make_status(StatusCode::kInvalidArgument, "unknown prediction type");
   if (decoder != Decoder::kGaussian && decoder != Decoder::kDiscretized8Bit)
@@ -52,12 +54,16 @@ Status BoundEvaluator::init(const Model& model, const ScheduleDesc& schedule, Va
   x0_ = reinterpret_cast<float*>(base + bp.x0);
   xt_ = reinterpret_cast<float*>(base + bp.xt);
   eps_ = reinterpret_cast<float*>(base + bp.eps);
+  raw_ = reinterpret_cast<float*>(base + bp.raw);
   t_ = reinterpret_cast<int32_t*>(base + bp.t);
   scratch_ = reinterpret_cast<float*>(base + bp.scratch);
   return Status::Ok();
 }
 
-double BoundEvaluator::log_variance(uint32_t k) const {
+double BoundEvaluator::log_variance(uint32_t k, float v) const {
+  if (variance_ == Variance::kLearnedRange)
+    return learned_log_variance(v, log(static_cast<double>(schedule_.beta[k])),
+                                schedule_.posterior_log_variance_clipped[k]);
   if (variance_ == Variance::kFixedSmall) return schedule_.posterior_log_variance_clipped[k];
   return log(k == 0 ? static_cast<double>(schedule_.posterior_variance[1]) : static_cast<double>(schedule_.beta[k]));
 }
@@ -87,16 +93,19 @@ Status BoundEvaluator::evaluate(const float* x0, uint32_t n, uint64_t seed, uint
       }
       const float sa = schedule_.sqrt_alpha_bar[k], s1 = schedule_.sqrt_one_minus_alpha_bar[k];
       for (size_t i = 0; i < count; ++i) xt_[i] = sa * x0_[i] + s1 * eps_[i];
-      model_forward(model_, xt_, t_, rows, eps_, scratch_);  // eps_ now holds the model output
+      // raw_ holds the model output: (rows, D), or (rows, 2D) with the v half.
+      model_forward(model_, xt_, t_, rows, raw_, scratch_);
+      const uint32_t W = output_width(model_.desc);
       // p's mean is the posterior mean at the model's x0_hat.
       const double c1 = schedule_.posterior_mean_coef1[k], c2 = schedule_.posterior_mean_coef2[k];
-      const double lv_p = log_variance(k);
       for (uint32_t r = 0; r < rows; ++r) {
         double term = 0.0;
         for (uint32_t j = 0; j < D; ++j) {
           const size_t i = static_cast<size_t>(r) * D + j;
+          const float* y = raw_ + static_cast<size_t>(r) * W;
+          const double lv_p = log_variance(k, model_.desc.learned_variance ? y[D + j] : 0.0f);
           float eps_hat, x0_f;
-          prediction_to_eps_x0(prediction_, eps_[i], xt_[i], sa, s1, &eps_hat, &x0_f);
+          prediction_to_eps_x0(prediction_, y[j], xt_[i], sa, s1, &eps_hat, &x0_f);
           const double x0_hat = x0_f;
           const double mean_p = c1 * x0_hat + c2 * xt_[i];
           if (k == 0) {  // L_0: the decoder p(x_0 | x_1)

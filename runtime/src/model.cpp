@@ -85,8 +85,12 @@ Status validate_model(const ModelDesc& d) {
     }
     width = L.out;
   }
-  if (width != d.D)
-    return make_status(StatusCode::kInvalidArgument, "the last layer must output D values", width, d.D);
+  if (d.learned_variance > 1) return make_status(StatusCode::kInvalidArgument, "learned_variance must be 0 or 1");
+  if (width != output_width(d))
+    return make_status(StatusCode::kInvalidArgument,
+                       d.learned_variance ? "the last layer must output 2D values (prediction and variance)"
+                                          : "the last layer must output D values",
+                       width, output_width(d));
   if (d.n_classes > 65536) return make_status(StatusCode::kInvalidArgument, "too many classes", d.n_classes, 65536);
   if (params > (1ull << 30))
     return make_status(StatusCode::kInvalidArgument, "too many parameters", params, 1ull << 30);
@@ -244,7 +248,7 @@ void model_backward(const Model& m, const int32_t* t, uint32_t batch, const floa
   float* d_cur = scratch;               // dL/d(output of layer l)
   float* d_prev = scratch + stride;     // dL/d(input of layer l)
   float* d_z = scratch + 2 * stride;    // dL/d(pre-activation)
-  memcpy(d_cur, d_out, static_cast<size_t>(batch) * d.D * sizeof(float));
+  memcpy(d_cur, d_out, static_cast<size_t>(batch) * output_width(d) * sizeof(float));
   const int B = static_cast<int>(batch);
 
   auto grad_of = [&](uint32_t l, TensorRole role) -> float* {

@@ -130,8 +130,10 @@ Status Sampler::init(const Model& model, const ScheduleDesc& schedule, const Sam
     return make_status(StatusCode::kInvalidArgument, "schedule T differs from model T", schedule.T, T);
   if (static_cast<uint32_t>(config.kind) > static_cast<uint32_t>(SamplerKind::kOdeHeun))
     return make_status(StatusCode::kInvalidArgument, "unknown sampler");
-  if (config.variance != Variance::kFixedSmall && config.variance != Variance::kFixedLarge)
+  if (static_cast<uint32_t>(config.variance) >= kVarianceCount)
     return make_status(StatusCode::kInvalidArgument, "unknown variance");
+  if (config.variance == Variance::kLearnedRange && !model.desc.learned_variance)
+    return make_status(StatusCode::kInvalidArgument, "a learned variance needs a model that outputs one");
   if (static_cast<uint32_t>(config.prediction) >= kPredictionCount)
     return make_status(StatusCode::kInvalidArgument, "unknown prediction type");
   if (config.label < -1 || (config.label >= 0 && static_cast<uint32_t>(config.label) >= model.desc.n_classes))
@@ -179,6 +181,8 @@ Status Sampler::init(const Model& model, const ScheduleDesc& schedule, const Sam
   t_ = reinterpret_cast<int32_t*>(base + sp.t);
   labels_ = reinterpret_cast<int32_t*>(base + sp.labels);
   noise_ = reinterpret_cast<float*>(base + sp.noise);
+  raw_ = reinterpret_cast<float*>(base + sp.raw);
+  var_v_ = reinterpret_cast<float*>(base + sp.var_v);
   scratch_ = reinterpret_cast<float*>(base + sp.scratch);
   return Status::Ok();
 }
@@ -196,13 +200,28 @@ void Sampler::predict_eps(const float* x, uint32_t rows, uint32_t t, float* eps)
     t_[r] = static_cast<int32_t>(t);
     labels_[r] = config_.label >= 0 ? config_.label : none;
   }
-  model_forward(model_, x, t_, rows, eps, scratch_, labels_);
+  forward(x, rows, eps, var_v_);
   if (config_.guidance > 0.0f) {
+    // Guidance moves the prediction only; a learned variance stays the conditional one.
     for (uint32_t r = 0; r < rows; ++r) labels_[r] = none;
-    model_forward(model_, x, t_, rows, guide_, scratch_, labels_);
+    forward(x, rows, guide_, nullptr);
     const float w = config_.guidance;
     const size_t n = static_cast<size_t>(rows) * model_.desc.D;
     for (size_t i = 0; i < n; ++i) eps[i] += w * (eps[i] - guide_[i]);
+  }
+}
+
+void Sampler::forward(const float* x, uint32_t rows, float* out, float* v_out) {
+  if (!model_.desc.learned_variance) {
+    model_forward(model_, x, t_, rows, out, scratch_, labels_);
+    return;
+  }
+  const uint32_t D = model_.desc.D;
+  model_forward(model_, x, t_, rows, raw_, scratch_, labels_);
+  for (uint32_t r = 0; r < rows; ++r) {
+    const float* row = raw_ + static_cast<size_t>(r) * 2 * D;
+    memcpy(out + static_cast<size_t>(r) * D, row, D * sizeof(float));
+    if (v_out != nullptr) memcpy(v_out + static_cast<size_t>(r) * D, row + D, D * sizeof(float));
   }
 }
 
@@ -302,7 +321,19 @@ Status Sampler::run(const float* x_start, uint64_t seed, uint32_t first, uint32_
             const float c = static_cast<float>(beta / sqrt(1.0 - ab));
             for (size_t k = 0; k < count; ++k) x_[k] = a * (x_[k] - c * eps_[k]);
           }
-          add_noise(static_cast<float>(sqrt(var)));
+          if (config_.variance == Variance::kLearnedRange && i > 0) {
+            // Per element: log sigma^2 between log beta' and log beta_tilde' of the respaced step.
+            const double log_beta = log(beta), log_tilde = log(beta * (1.0 - ab_prev) / (1.0 - ab));
+            for (uint32_t r = 0; r < rows; ++r) {
+              gaussian_fill(seed, RngStream::kSampleStep, index0 + r, t, noise_, D);
+              float* x = x_ + static_cast<size_t>(r) * D;
+              const float* v = var_v_ + static_cast<size_t>(r) * D;
+              for (uint32_t j = 0; j < D; ++j)
+                x[j] += static_cast<float>(exp(0.5 * learned_log_variance(v[j], log_beta, log_tilde))) * noise_[j];
+            }
+          } else {
+            add_noise(static_cast<float>(sqrt(var)));
+          }
           break;
         }
         case SamplerKind::kDdim: {

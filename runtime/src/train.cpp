@@ -115,6 +115,44 @@ double Trainer::learning_rate() const {
   return lr;
 }
 
+// Nichol & Dhariwal's L_vlb term for one example at index k, scaled as in
+// improved-diffusion's hybrid loss (in bits, times T / 1000 = lambda T with
+// lambda = 0.001): the KL from q(x_{k-1} | x_k, x_0) to p(x_{k-1} | x_k), or the
+// decoder's negative log density at k = 0, with p's mean from the prediction
+// under a stop-gradient and log sigma^2 from v. Writes dL/dv (already divided
+// by n, as the MSE's gradient is) and returns the term times n, summed over D.
+double Trainer::vlb_term(const float* x0, const float* xt, const float* y, int32_t k, float* d_v, size_t n) const {
+  const uint32_t D = desc_.D;
+  const double weight = config_.vlb_weight * desc_.T / 0.6931471805599453;  // nats -> bits, times lambda T
+  const double a = schedule_.sqrt_alpha_bar[k], s = schedule_.sqrt_one_minus_alpha_bar[k];
+  const double c1 = schedule_.posterior_mean_coef1[k], c2 = schedule_.posterior_mean_coef2[k];
+  const double log_beta = log(static_cast<double>(schedule_.beta[k]));
+  const double log_tilde = schedule_.posterior_log_variance_clipped[k];
+  const double dlv_dv = 0.5 * (log_beta - log_tilde);
+  double total = 0.0;
+  for (uint32_t j = 0; j < D; ++j) {
+    float eps_hat, x0_hat;
+    prediction_to_eps_x0(config_.prediction, y[j], xt[j], static_cast<float>(a), static_cast<float>(s), &eps_hat,
+                         &x0_hat);
+    const double mean_p = c1 * x0_hat + c2 * xt[j];
+    const double lv = learned_log_variance(y[D + j], log_beta, log_tilde);
+    const double inv_var = exp(-lv);
+    double term, dterm;  // the term and its derivative in lv
+    if (k == 0) {
+      const double d = x0[j] - mean_p;
+      term = 0.5 * (1.8378770664093453 + lv + d * d * inv_var);
+      dterm = 0.5 * (1.0 - d * d * inv_var);
+    } else {
+      const double d = c1 * x0[j] + c2 * xt[j] - mean_p;
+      term = 0.5 * (-1.0 + lv - log_tilde + exp(log_tilde - lv) + d * d * inv_var);
+      dterm = 0.5 * (1.0 - exp(log_tilde - lv) - d * d * inv_var);
+    }
+    total += weight * term;
+    d_v[j] = static_cast<float>(weight * dterm * dlv_dv / static_cast<double>(n));
+  }
+  return total;
+}
+
 Status Trainer::loss_and_gradients(const float* x0, const int32_t* t, const float* eps, float* loss,
                                    const int32_t* labels) {
   const uint32_t B = config_.batch, D = desc_.D;
@@ -138,8 +176,13 @@ Status Trainer::loss_and_gradients(const float* x0, const int32_t* t, const floa
   model_forward_train(m, xt_, t, B, tape_, labels);
   const float* pred = tape_output(desc_, B, tape_);
   const size_t n = static_cast<size_t>(B) * D;
+  const uint32_t W = output_width(desc_);  // D, or 2D: the prediction then v
   const float scale = 2.0f / static_cast<float>(n);
   double sum = 0.0;
+  // With a learned variance the target moves out of d_out_, which becomes (B, 2D).
+  if (desc_.learned_variance)
+    for (uint32_t b = B; b-- > 0;)
+      for (uint32_t j = D; j-- > 0;) d_out_[static_cast<size_t>(b) * W + j] = d_out_[static_cast<size_t>(b) * D + j];
   for (uint32_t b = 0; b < B; ++b) {
     float w = 1.0f;
     if (config_.min_snr_gamma > 0.0) {
@@ -150,11 +193,14 @@ Status Trainer::loss_and_gradients(const float* x0, const int32_t* t, const floa
                                                                : clipped / (snr + 1.0));
     }
     for (uint32_t j = 0; j < D; ++j) {
-      const size_t i = static_cast<size_t>(b) * D + j;
+      const size_t i = static_cast<size_t>(b) * W + j;
       const float diff = pred[i] - d_out_[i];
       sum += static_cast<double>(w) * diff * diff;
       d_out_[i] = scale * w * diff;
     }
+    if (desc_.learned_variance) sum += vlb_term(x0 + static_cast<size_t>(b) * D, xt_ + static_cast<size_t>(b) * D,
+                                                pred + static_cast<size_t>(b) * W, t[b],
+                                                d_out_ + static_cast<size_t>(b) * W + D, n);
   }
   *loss = static_cast<float>(sum / static_cast<double>(n));
   if (!(*loss - *loss == 0.0f))

@@ -73,6 +73,9 @@ Status write_weights(const ModelDesc& desc, const ScheduleDesc& schedule, const 
   MD_RETURN_IF_ERROR(validate_schedule(schedule));
   if (schedule.T != desc.T)
     return make_status(StatusCode::kInvalidArgument, "schedule T differs from model T", schedule.T, desc.T);
+  if (static_cast<uint32_t>(meta.variance) >= kVarianceCount ||
+      (meta.variance == Variance::kLearnedRange && !desc.learned_variance))
+    return make_status(StatusCode::kInvalidArgument, "a learned variance needs a network with 2D outputs");
   const size_t header = weights_header_bytes(desc);
   const size_t total = weights_file_bytes(desc);
   if (capacity < total)
@@ -102,7 +105,9 @@ Status write_weights(const ModelDesc& desc, const ScheduleDesc& schedule, const 
   wrf32(out + kOffCosineS, schedule.cosine_s);
   wrf32(out + kOffMaxBeta, schedule.max_beta);
   wr32(out + kOffPrediction, static_cast<uint32_t>(meta.prediction));
-  wr32(out + kOffVariance, static_cast<uint32_t>(meta.variance));
+  // A learned variance is a property of the network (its 2D outputs).
+  wr32(out + kOffVariance, desc.learned_variance ? static_cast<uint32_t>(Variance::kLearnedRange)
+                                                 : static_cast<uint32_t>(meta.variance));
   wr32(out + kOffIsEma, meta.is_ema);
   wr32(out + kOffTrainSteps, meta.train_steps);
   memcpy(out + kOffDataset, meta.dataset, sizeof(meta.dataset) - 1);  // always NUL-terminated
@@ -176,6 +181,9 @@ Status load_weights(const void* data, size_t size, LoadedWeights* out) {
   desc.T = rd32(p + kOffT);
   desc.n_classes = rd32(p + kOffClasses);
   desc.n_layers = n_layers;
+  const uint32_t variance = rd32(p + kOffVariance);
+  if (variance >= kVarianceCount) return make_status(StatusCode::kBadFormat, "unknown variance type", variance);
+  desc.learned_variance = variance == static_cast<uint32_t>(Variance::kLearnedRange) ? 1 : 0;
   const uint8_t* rec = p + kWeightsFixedHeaderBytes;
   for (uint32_t l = 0; l < n_layers; ++l, rec += kWeightsLayerRecordBytes) {
     LayerDesc& L = desc.layers[l];
@@ -199,9 +207,7 @@ Status load_weights(const void* data, size_t size, LoadedWeights* out) {
   if (w.schedule.T != desc.T)
     return make_status(StatusCode::kBadFormat, "schedule T differs from model T", w.schedule.T, desc.T);
   const uint32_t prediction = rd32(p + kOffPrediction);
-  const uint32_t variance = rd32(p + kOffVariance);
   if (prediction >= kPredictionCount) return make_status(StatusCode::kBadFormat, "unknown prediction type", prediction);
-  if (variance > 1) return make_status(StatusCode::kBadFormat, "unknown variance type", variance);
   w.meta.prediction = static_cast<Prediction>(prediction);
   w.meta.variance = static_cast<Variance>(variance);
   w.meta.is_ema = rd32(p + kOffIsEma);

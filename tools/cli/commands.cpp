@@ -40,13 +40,24 @@ bool reference_data(const Args& args, const LoadedWeights& w, DataSpec* spec) {
   return true;
 }
 
-// --variance small|large over the file's default.
-bool parse_variance(const Args& args, Variance fallback, Variance* out, std::string* err) {
+// --variance small|large|learned over the file's default; learned needs a model that outputs it.
+bool parse_variance(const Args& args, const LoadedWeights& w, Variance* out, std::string* err) {
   const std::string name = args.str("variance", "");
-  *out = name == "small" ? Variance::kFixedSmall : name == "large" ? Variance::kFixedLarge : fallback;
-  if (name.empty() || name == "small" || name == "large") return true;
-  *err = "--variance must be small or large, got '" + name + "'";
+  *out = name == "small"     ? Variance::kFixedSmall
+         : name == "large"   ? Variance::kFixedLarge
+         : name == "learned" ? Variance::kLearnedRange
+                             : w.meta.variance;
+  if (name == "learned" && !w.model.desc.learned_variance) {
+    *err = "--variance learned: this model has no learned variance (train it with --variance learned)";
+    return false;
+  }
+  if (name.empty() || name == "small" || name == "large" || name == "learned") return true;
+  *err = "--variance must be small, large or learned, got '" + name + "'";
   return false;
+}
+
+const char* variance_label(Variance v) {
+  return v == Variance::kFixedLarge ? "large (beta)" : v == Variance::kLearnedRange ? "learned range" : "small (beta tilde)";
 }
 
 bool is_tty() { return isatty(fileno(stderr)) != 0; }
@@ -84,6 +95,9 @@ const std::vector<FlagSpec> kTrainFlags = {
     {"conditional", nullptr, "class-conditional model on a labelled built-in set (8gaussians, moons, circles, checkerboard)"},
     {"label-dropout", "P", "conditional: chance a label is dropped, for classifier-free guidance (default: 0.1)"},
     {"min-snr", "GAMMA", "Min-SNR-gamma loss weighting (default: off; 5 is the paper's choice)"},
+    {"variance", "NAME", "small | large: the sampler's fixed variance; learned: the network also learns it, "
+                         "trained with the hybrid loss (Nichol & Dhariwal) (default: small)"},
+    {"vlb-weight", "LAMBDA", "with --variance learned: the weight of L_vlb in the hybrid loss (default: 0.001)"},
     {"checkpoint-every", "N", "write a checkpoint every N steps (atomically: temp file, fsync, rename)"},
     {"checkpoint", "PATH", "checkpoint path (default: OUT.ckpt)"},
     {"resume", "PATH", "continue from a checkpoint; the result is bit-identical to an uninterrupted run"},
@@ -173,6 +187,14 @@ int train_impl(const Args& args) {
   ModelDesc desc = tutorial ? preset_tutorial(D, static_cast<uint32_t>(T), static_cast<uint32_t>(hidden))
                             : preset_default(D, static_cast<uint32_t>(T), static_cast<uint32_t>(hidden));
   if (conditional) desc = with_label_embedding(desc, dataset_classes(spec.dataset));
+  const std::string variance_name = args.str("variance", "small");
+  if (variance_name != "small" && variance_name != "large" && variance_name != "learned")
+    return fail(cmd, "--variance must be small, large or learned, got '" + variance_name + "'", 2);
+  if (variance_name == "learned") desc = with_learned_variance(desc);
+  double vlb_weight;
+  if (!args.f64("vlb-weight", 0.001, 0.0, 1e3, &vlb_weight, &err)) return fail(cmd, err, 2);
+  if (args.has("vlb-weight") && variance_name != "learned")
+    return fail(cmd, "--vlb-weight only applies with --variance learned", 2);
   s = validate_model(desc);
   if (!s.ok()) return fail(cmd, describe(s), 2);
 
@@ -189,6 +211,7 @@ int train_impl(const Args& args) {
   cfg.prediction = prediction;
   cfg.min_snr_gamma = min_snr;
   cfg.label_dropout = label_dropout;
+  cfg.vlb_weight = vlb_weight;
 
   const size_t arena_bytes = training_arena_bytes(desc, cfg.batch);
   AlignedBuffer arena_buf;
@@ -202,6 +225,9 @@ int train_impl(const Args& args) {
   WeightsMeta meta;
   meta.is_ema = args.has("no-ema") ? 0 : 1;
   meta.prediction = prediction;
+  meta.variance = variance_name == "learned" ? Variance::kLearnedRange
+                  : variance_name == "large" ? Variance::kFixedLarge
+                                             : Variance::kFixedSmall;
   std::snprintf(meta.dataset, sizeof(meta.dataset), "%s", spec.label.c_str());
   uint32_t data_crc = crc32(data.values.data(), data.values.size() * sizeof(float));
   if (conditional) data_crc = crc32(labels.data(), labels.size() * sizeof(int32_t), data_crc);
@@ -305,7 +331,7 @@ const std::vector<FlagSpec> kSampleFlags = {
     {"eta", "E", "DDIM stochasticity in [0, 1] (default: 0)"},
     {"clip", "C", "clamp the predicted x0 to [-C, C] (default: off)"},
     {"threshold", "P", "dynamic thresholding of the predicted x0 at percentile P in (0, 1) (default: off)"},
-    {"variance", "NAME", "ddpm variance: small (beta tilde) | large (beta) (default: the file's)"},
+    {"variance", "NAME", "ddpm variance: small (beta tilde) | large (beta) | learned (default: the file's)"},
     {"label", "K", "conditional models: draw class K (default: unconditional)"},
     {"guidance", "W", "classifier-free guidance scale with --label (default: 0)"},
     {"batch", "N", "rows sampled at once (default: 256)"},
@@ -439,7 +465,7 @@ int sample_impl(const Args& args) {
   if (!load_model_file(args.str("model"), &file, &w, &err)) return fail(cmd, err);
   const uint32_t D = w.model.desc.D;
   Variance variance;
-  if (!parse_variance(args, w.meta.variance, &variance, &err)) return fail(cmd, err, 2);
+  if (!parse_variance(args, w, &variance, &err)) return fail(cmd, err, 2);
 
   // Reference data for the picture and the score, read before any work.
   DataSpec spec;
@@ -573,7 +599,7 @@ int inspect_impl(const Args& args) {
   std::printf(", alpha_bar_T=%.3g%s\n", alpha_bar,
               alpha_bar > kTerminalAlphaBarWarning ? " (warning: far from 0, the prior does not match q(x_T | x_0))" : "");
   std::printf("weights: %s, prediction %s, sampler variance %s, %u training steps, data %s\n",
-              w.meta.is_ema ? "EMA" : "raw", prediction_name(w.meta.prediction), w.meta.variance == Variance::kFixedLarge ? "large (beta)" : "small (beta tilde)",
+              w.meta.is_ema ? "EMA" : "raw", prediction_name(w.meta.prediction), variance_label(w.meta.variance),
               w.meta.train_steps, w.meta.dataset[0] ? w.meta.dataset : "(unknown)");
   std::printf("layers:\n");
   for (uint32_t l = 0; l < d.n_layers; ++l) {
@@ -613,7 +639,7 @@ const std::vector<FlagSpec> kEvalFlags = {
     {"n", "N", "data points for the bound and the sample metrics (default: 1000)"},
     {"seed", "N", "seed for the bound's noise and for sampling (default: 0)"},
     {"decoder", "NAME", "gaussian (continuous data) | discrete8 (8-bit data in [-1, 1]) (default: gaussian)"},
-    {"variance", "NAME", "small | large reverse-process variance (default: the file's)"},
+    {"variance", "NAME", "small | large | learned reverse-process variance (default: the file's)"},
     {"json", nullptr, "print one JSON object instead of name=value lines"},
     {"threads", "N", "threads for the large matrix products (default: 1; results are identical for any N)"},
     {"help", nullptr, "show this help"},
@@ -651,7 +677,7 @@ int eval_impl(const Args& args) {
   if (!load_model_file(args.str("model"), &file, &w, &err)) return fail(cmd, err);
   const uint32_t D = w.model.desc.D;
   Variance variance;
-  if (!parse_variance(args, w.meta.variance, &variance, &err)) return fail(cmd, err, 2);
+  if (!parse_variance(args, w, &variance, &err)) return fail(cmd, err, 2);
   DataSpec spec;
   if (!reference_data(args, w, &spec))
     return fail(cmd, "--data is required: the model was not trained on a built-in dataset", 2);

@@ -213,13 +213,14 @@ int predict_impl(const Args& args) {
   const size_t n = ts.size();
   const uint32_t b = static_cast<uint32_t>(batch < n ? batch : n);
   std::vector<float> scratch(forward_scratch_floats(w.model.desc, b));
-  std::vector<float> out(n * D);
+  const uint32_t W = output_width(w.model.desc);  // a learned variance adds D columns of v
+  std::vector<float> out(n * W);
   for (size_t i = 0; i < n; i += b) {
     const uint32_t rows = static_cast<uint32_t>(n - i < b ? n - i : b);
-    model_forward(w.model, xs.data() + i * D, ts.data() + i, rows, out.data() + i * D, scratch.data(),
+    model_forward(w.model, xs.data() + i * D, ts.data() + i, rows, out.data() + i * W, scratch.data(),
                   with_labels ? labels.data() + i : nullptr);
   }
-  const std::string csv = format_csv(out.data(), n, D);
+  const std::string csv = format_csv(out.data(), n, W);
   if (args.has("out")) {
     if (!write_text(args.str("out"), csv, &err))
       return fail(cmd, err);

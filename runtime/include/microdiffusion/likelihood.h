@@ -23,7 +23,7 @@ enum class Decoder : uint32_t { kGaussian = 0, kDiscretized8Bit = 1 };
 
 struct BoundPlan {
   Plan plan;
-  size_t schedule = 0, x0 = 0, xt = 0, eps = 0, t = 0, scratch = 0;
+  size_t schedule = 0, x0 = 0, xt = 0, eps = 0, raw = 0, t = 0, scratch = 0;
 };
 constexpr BoundPlan bound_plan(const ModelDesc& d, uint32_t batch) {
   BoundPlan b;
@@ -32,6 +32,7 @@ constexpr BoundPlan bound_plan(const ModelDesc& d, uint32_t batch) {
   b.x0 = b.plan.take_array<float>(BD);
   b.xt = b.plan.take_array<float>(BD);
   b.eps = b.plan.take_array<float>(BD);
+  b.raw = b.plan.take_array<float>(static_cast<size_t>(batch) * output_width(d));  // the network's output
   b.t = b.plan.take_array<int32_t>(batch);
   b.scratch = b.plan.take_array<float>(forward_scratch_floats(d, batch));
   return b;
@@ -56,14 +57,14 @@ class BoundEvaluator {
   Status evaluate(const float* x0, uint32_t n, uint64_t seed, uint32_t first, BoundTerms* terms);
 
  private:
-  double log_variance(uint32_t k) const;  // log sigma_t^2 of p(x_{t-1} | x_t), k = t - 1
+  double log_variance(uint32_t k, float v) const;  // log sigma_t^2 of p(x_{t-1} | x_t), k = t - 1; v: a learned variance output
   Model model_;
   Schedule schedule_;
   Variance variance_ = Variance::kFixedSmall;
   Decoder decoder_ = Decoder::kGaussian;
   Prediction prediction_ = Prediction::kEpsilon;
   uint32_t batch_ = 0;
-  float *x0_ = nullptr, *xt_ = nullptr, *eps_ = nullptr, *scratch_ = nullptr;
+  float *x0_ = nullptr, *xt_ = nullptr, *eps_ = nullptr, *raw_ = nullptr, *scratch_ = nullptr;
   int32_t* t_ = nullptr;
 };
 

@@ -61,7 +61,15 @@ struct ModelDesc {
   uint32_t n_classes = 0;  // class labels of a conditional model (0: unconditional)
   uint32_t n_layers = 0;
   LayerDesc layers[kMaxLayers] = {};
+  // 1: the network also outputs the variance interpolation v (Nichol &
+  // Dhariwal's learned range), so its last layer has 2D outputs: the D values
+  // of the prediction, then D values of v. Weight files record it as the
+  // learned variance type.
+  uint32_t learned_variance = 0;
 };
+
+// Columns of the network's output: D, or 2D with a learned variance.
+constexpr uint32_t output_width(const ModelDesc& d) { return d.learned_variance ? 2 * d.D : d.D; }
 
 enum class TensorRole : uint32_t { kWeight = 0, kBias = 1, kTable = 2 };
 
@@ -233,6 +241,18 @@ constexpr ModelDesc with_label_embedding(const ModelDesc& base, uint32_t classes
   return d;
 }
 
+// The same network with Nichol & Dhariwal's learned variance range: its last
+// layer (a linear or time-gate layer) gets 2D outputs.
+constexpr ModelDesc with_learned_variance(const ModelDesc& base) {
+  ModelDesc d = base;
+  if (d.n_layers < 1 || d.learned_variance) return d;
+  LayerDesc& last = d.layers[d.n_layers - 1];
+  if (last.kind != LayerKind::kLinear && last.kind != LayerKind::kTimeGate) return d;
+  last.out = 2 * d.D;
+  d.learned_variance = 1;
+  return d;
+}
+
 const char* layer_kind_name(LayerKind k);
 const char* activation_name(Activation a);
 
@@ -255,7 +275,7 @@ constexpr size_t forward_scratch_floats(const ModelDesc& d, uint32_t batch) {
   return 3ull * batch * max_width(d);
 }
 
-// out (B, D) = eps_theta(x (B, D), t (B)); t in [0, T). `labels` (B) in
+// out (B, output_width) = eps_theta(x (B, D), t (B)); t in [0, T). `labels` (B) in
 // [0, n_classes] for a conditional model; null or n_classes mean "no label".
 void model_forward(const Model& m, const float* x, const int32_t* t, uint32_t batch,
                    float* out, float* scratch, const int32_t* labels = nullptr);
@@ -295,10 +315,10 @@ constexpr size_t backward_scratch_floats(const ModelDesc& d, uint32_t batch) {
 // Forward pass that records what backward needs in `tape`.
 void model_forward_train(const Model& m, const float* x, const int32_t* t, uint32_t batch,
                          float* tape, const int32_t* labels = nullptr);
-// The network output recorded on the tape (B, D).
+// The network output recorded on the tape (B, output_width).
 const float* tape_output(const ModelDesc& d, uint32_t batch, const float* tape);
 
-// Given dL/d(out) (B, D), accumulate dL/d(params) into `grads` (flat layout).
+// Given dL/d(out) (B, output_width), accumulate dL/d(params) into `grads` (flat layout).
 void model_backward(const Model& m, const int32_t* t, uint32_t batch, const float* tape,
                     const float* d_out, float* grads, float* scratch, const int32_t* labels = nullptr);
 

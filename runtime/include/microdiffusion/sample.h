@@ -63,7 +63,7 @@ Status section_timesteps(uint32_t T, const uint32_t* counts, uint32_t n_sections
 struct SamplerPlan {
   Plan plan;
   size_t schedule = 0, timesteps = 0, x = 0, eps = 0, x0 = 0, prev_x0 = 0, aux = 0, guide = 0, t = 0, labels = 0,
-         noise = 0, scratch = 0;
+         noise = 0, raw = 0, var_v = 0, scratch = 0;
 };
 
 constexpr SamplerPlan sampler_plan(const ModelDesc& d, uint32_t batch) {
@@ -80,6 +80,9 @@ constexpr SamplerPlan sampler_plan(const ModelDesc& d, uint32_t batch) {
   s.t = s.plan.take_array<int32_t>(batch);
   s.labels = s.plan.take_array<int32_t>(batch);
   s.noise = s.plan.take_array<float>(d.D);   // one sample's noise, or |x0| for thresholding
+  // Learned variance: the network's (B, 2D) output, and its v half.
+  s.raw = s.plan.take_array<float>(d.learned_variance ? static_cast<size_t>(batch) * output_width(d) : 0);
+  s.var_v = s.plan.take_array<float>(d.learned_variance ? BD : 0);
   s.scratch = s.plan.take_array<float>(forward_scratch_floats(d, batch));
   return s;
 }
@@ -124,6 +127,8 @@ class Sampler {
              void* user);
   void denoise(uint32_t rows, uint32_t t);  // eps and x0_hat for the current x at timestep t
   void predict_eps(const float* x, uint32_t rows, uint32_t t, float* eps);
+  // The network at (x, t) into out (rows, D); with a learned variance its v half goes to var_v_.
+  void forward(const float* x, uint32_t rows, float* out, float* v_out);
 
   Model model_;
   Schedule schedule_;
@@ -140,6 +145,8 @@ class Sampler {
   int32_t* t_ = nullptr;
   int32_t* labels_ = nullptr;
   float* noise_ = nullptr;
+  float* raw_ = nullptr;
+  float* var_v_ = nullptr;
   float* scratch_ = nullptr;
 };
 

@@ -63,7 +63,17 @@ constexpr ScheduleDesc cosine_schedule(uint32_t T) {
 enum class Variance : uint32_t {
   kFixedSmall = 0,  // sigma^2 = beta_tilde (posterior variance)
   kFixedLarge = 1,  // sigma^2 = beta
+  // Nichol & Dhariwal's learned range: the network also outputs v in about
+  // [-1, 1], and log sigma^2 = f log beta + (1 - f) log beta_tilde, f = (v + 1) / 2.
+  kLearnedRange = 2,
 };
+constexpr uint32_t kVarianceCount = 3;
+
+// log sigma^2 of the learned range between log beta (max) and log beta_tilde (min).
+inline double learned_log_variance(double v, double log_beta, double log_beta_tilde) {
+  const double f = 0.5 * (v + 1.0);
+  return f * log_beta + (1.0 - f) * log_beta_tilde;
+}
 
 // What the network predicts. With a = sqrt(alpha_bar_t), s = sqrt(1 - alpha_bar_t)
 // and x_t = a x_0 + s eps:

@@ -30,6 +30,10 @@ struct TrainConfig {
   double ema_decay = 0.995;
   Prediction prediction = Prediction::kEpsilon;  // what the network learns to output
   double min_snr_gamma = 0.0;  // > 0: Min-SNR-gamma loss weights (Hang et al. 2023)
+  // Models with a learned variance (ModelDesc::learned_variance) train on the
+  // hybrid loss L_simple + vlb_weight * L_vlb (Nichol & Dhariwal: 0.001); the
+  // L_vlb term sees the mean through a stop-gradient and teaches only v.
+  double vlb_weight = 0.001;
   double label_dropout = 0.1;  // conditional models: chance a label is replaced by "no label"           // 0: EMA equals the weights
   uint64_t seed = 0;
 };
@@ -56,7 +60,7 @@ constexpr TrainerPlan trainer_plan(const ModelDesc& d, uint32_t batch) {
   s.t = s.plan.take_array<int32_t>(batch);
   s.labels = s.plan.take_array<int32_t>(batch);
   s.bits = s.plan.take_array<uint32_t>(batch);
-  s.d_out = s.plan.take_array<float>(BD);
+  s.d_out = s.plan.take_array<float>(static_cast<size_t>(batch) * output_width(d));
   s.tape = s.plan.take_array<float>(tape_layout(d, batch).total_floats);
   s.scratch = s.plan.take_array<float>(backward_scratch_floats(d, batch));
   return s;
@@ -129,6 +133,7 @@ class Trainer {
   const float* adam_v() const { return v_; }
 
  private:
+  double vlb_term(const float* x0, const float* xt, const float* y, int32_t k, float* d_v, size_t n) const;
   ModelDesc desc_;
   ScheduleDesc schedule_desc_;
   ParamLayout layout_;
