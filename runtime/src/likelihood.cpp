@@ -33,6 +33,8 @@ Status BoundEvaluator::init(const Model& model, const ScheduleDesc& schedule, Va
   if (schedule.T != model.desc.T)
     return make_status(StatusCode::kInvalidArgument, "schedule T differs from model T", schedule.T, model.desc.T);
   if (model.desc.T < 2) return make_status(StatusCode::kInvalidArgument, "the bound needs T >= 2");
+  if (schedule.zero_terminal_snr && prediction == Prediction::kEpsilon)
+    return make_status(StatusCode::kInvalidArgument, "zero terminal SNR needs a v or x0 prediction, not eps");
   if (batch < 1 || batch > (1u << 20)) return make_status(StatusCode::kInvalidArgument, "batch must be in [1, 2^20]");
   if (static_cast<uint32_t>(variance) >= kVarianceCount)
     return make_status(StatusCode::kInvalidArgument, "unknown variance");

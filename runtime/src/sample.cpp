@@ -63,12 +63,18 @@ Status make_timesteps(uint32_t T, Spacing spacing, uint32_t steps, uint32_t* out
     if (alpha_bar == nullptr) return make_status(StatusCode::kInvalidArgument, "logsnr spacing needs alpha_bar");
     // lambda = log(alpha_bar / (1 - alpha_bar)) falls with t; take the
     // timestep nearest each of K uniform targets (a forward scan: lambda is monotone).
-    const double lo = log(alpha_bar[T - 1] / (1.0 - alpha_bar[T - 1]));
+    // A zero-terminal-SNR schedule has lambda = -inf at T: that step is always
+    // taken, and the others are spaced down to the last finite lambda.
+    const bool zero_end = !(alpha_bar[T - 1] > 0.0f) && T > 1;
+    const uint32_t last = zero_end ? T - 2 : T - 1;
+    const uint32_t spaced = zero_end ? steps - 1 : steps;
+    if (zero_end) out[steps - 1] = T - 1;
+    const double lo = log(alpha_bar[last] / (1.0 - alpha_bar[last]));
     const double hi = log(alpha_bar[0] / (1.0 - alpha_bar[0]));
     uint32_t k = 0;
-    for (uint32_t i = 0; i < steps; ++i) {
-      const double target = steps == 1 ? lo : hi + (lo - hi) * i / (steps - 1.0);
-      while (k + 1 < T) {
+    for (uint32_t i = 0; i < spaced; ++i) {
+      const double target = spaced == 1 ? lo : hi + (lo - hi) * i / (spaced - 1.0);
+      while (k + 1 <= last) {
         const double here = log(alpha_bar[k] / (1.0 - alpha_bar[k]));
         const double next = log(alpha_bar[k + 1] / (1.0 - alpha_bar[k + 1]));
         if (fabs(next - target) <= fabs(here - target)) ++k;
@@ -128,6 +134,11 @@ Status Sampler::init(const Model& model, const ScheduleDesc& schedule, const Sam
     return make_status(StatusCode::kInvalidArgument, "sampler batch must be in [1, 2^20]", batch, 1u << 20);
   if (schedule.T != T)
     return make_status(StatusCode::kInvalidArgument, "schedule T differs from model T", schedule.T, T);
+  if (schedule.zero_terminal_snr && config.prediction == Prediction::kEpsilon)
+    return make_status(StatusCode::kInvalidArgument, "zero terminal SNR needs a v or x0 prediction, not eps");
+  if (schedule.zero_terminal_snr && config.kind == SamplerKind::kOdeHeun)
+    return make_status(StatusCode::kInvalidArgument,
+                       "the ODE sampler cannot start at zero terminal SNR (its time variable is infinite there)");
   if (static_cast<uint32_t>(config.kind) > static_cast<uint32_t>(SamplerKind::kOdeHeun))
     return make_status(StatusCode::kInvalidArgument, "unknown sampler");
   if (static_cast<uint32_t>(config.variance) >= kVarianceCount)

@@ -33,6 +33,7 @@ bool schedule_kind_from_name(const char* name, ScheduleKind* out) {
 }
 
 double terminal_alpha_bar(const ScheduleDesc& desc) {
+  if (desc.zero_terminal_snr) return 0.0;
   double ab = 1.0;
   for (uint32_t k = 0; k < desc.T; ++k) ab *= 1.0 - schedule_beta(desc, k);
   return ab;
@@ -60,6 +61,9 @@ bool prediction_from_name(const char* name, Prediction* out) {
 Status validate_schedule(const ScheduleDesc& d) {
   if (d.T < 1 || d.T > kMaxTimesteps)
     return make_status(StatusCode::kInvalidArgument, "T must be in [1, 100000]", d.T, kMaxTimesteps);
+  if (d.zero_terminal_snr > 1) return make_status(StatusCode::kInvalidArgument, "zero_terminal_snr must be 0 or 1");
+  if (d.zero_terminal_snr && d.T < 2)
+    return make_status(StatusCode::kInvalidArgument, "zero terminal SNR needs T >= 2");
   switch (d.kind) {
     case ScheduleKind::kLinear:
     case ScheduleKind::kScaledLinear:
@@ -80,7 +84,8 @@ Status validate_schedule(const ScheduleDesc& d) {
   return Status::Ok();
 }
 
-double schedule_beta(const ScheduleDesc& d, uint32_t k) {
+namespace {
+double base_beta(const ScheduleDesc& d, uint32_t k) {
   const double T = d.T;
   if (d.kind == ScheduleKind::kCosine) {
     const double s = d.cosine_s;
@@ -97,6 +102,37 @@ double schedule_beta(const ScheduleDesc& d, uint32_t k) {
   return start + (end - start) * u;
 }
 
+// Lin et al.'s rescale: sqrt(ab)' = (sqrt(ab) - sqrt(ab_T)) sqrt(ab_1) / (sqrt(ab_1) - sqrt(ab_T)).
+struct ZeroSnrRescale {
+  double first = 1.0, last = 0.0;  // sqrt(alpha_bar) at k = 0 and k = T - 1 of the base schedule
+  ZeroSnrRescale() = default;
+  explicit ZeroSnrRescale(const ScheduleDesc& d) {
+    double ab = 1.0;
+    for (uint32_t k = 0; k < d.T; ++k) {
+      ab *= 1.0 - base_beta(d, k);
+      if (k == 0) first = sqrt(ab);
+    }
+    last = sqrt(ab);
+  }
+  double alpha_bar(double base_ab) const {
+    const double r = (sqrt(base_ab) - last) * first / (first - last);
+    return r > 0.0 ? r * r : 0.0;
+  }
+};
+}  // namespace
+
+double schedule_beta(const ScheduleDesc& d, uint32_t k) {
+  if (!d.zero_terminal_snr) return base_beta(d, k);
+  const ZeroSnrRescale z(d);
+  double ab = 1.0, ab_prev = 1.0;
+  for (uint32_t i = 0; i <= k; ++i) {
+    ab_prev = ab;
+    ab *= 1.0 - base_beta(d, i);
+  }
+  if (k == 0) return 1.0 - z.alpha_bar(ab);  // alpha_bar_1 is kept: beta_1 unchanged
+  return 1.0 - z.alpha_bar(ab) / z.alpha_bar(ab_prev);
+}
+
 Status build_schedule(const ScheduleDesc& d, float* storage, Schedule* out) {
   MD_RETURN_IF_ERROR(validate_schedule(d));
   const size_t T = d.T;
@@ -110,12 +146,21 @@ Status build_schedule(const ScheduleDesc& d, float* storage, Schedule* out) {
   for (size_t i = 0; i < kScheduleTables; ++i) *tables[i] = storage + i * T;
 
   double alpha_bar = 1.0;
+  double base_ab = 1.0;  // the base schedule's product, for the zero-SNR rescale
+  const ZeroSnrRescale zsnr = d.zero_terminal_snr ? ZeroSnrRescale(d) : ZeroSnrRescale();
   double first_log_var = 0.0;  // log beta_tilde at k = 1, used for k = 0
   for (size_t k = 0; k < T; ++k) {
-    const double beta = schedule_beta(d, static_cast<uint32_t>(k));
-    const double alpha = 1.0 - beta;
     const double ab_prev = alpha_bar;
-    alpha_bar *= alpha;
+    double beta;
+    if (d.zero_terminal_snr) {
+      base_ab *= 1.0 - base_beta(d, static_cast<uint32_t>(k));
+      alpha_bar = k + 1 == T ? 0.0 : zsnr.alpha_bar(base_ab);
+      beta = k + 1 == T ? 1.0 : 1.0 - alpha_bar / ab_prev;
+    } else {
+      beta = base_beta(d, static_cast<uint32_t>(k));
+      alpha_bar *= 1.0 - beta;
+    }
+    const double alpha = 1.0 - beta;
     const double one_minus_ab = 1.0 - alpha_bar;
     const double post_var = beta * (1.0 - ab_prev) / one_minus_ab;
     s.beta[k] = static_cast<float>(beta);
@@ -133,7 +178,8 @@ Status build_schedule(const ScheduleDesc& d, float* storage, Schedule* out) {
     s.eps_coef[k] = static_cast<float>(beta / sqrt(one_minus_ab));
     if (k == 1) first_log_var = log(post_var);
     s.posterior_log_variance_clipped[k] = static_cast<float>(k == 0 ? 0.0 : log(post_var));
-    if (!(one_minus_ab > 0.0) || !(alpha > 0.0))
+    const bool terminal_zero = d.zero_terminal_snr && k + 1 == T;  // alpha = alpha_bar = 0 by design
+    if (!(one_minus_ab > 0.0) || !(alpha > 0.0 || terminal_zero))
       return make_status(StatusCode::kInvalidArgument, "schedule makes alpha_bar reach 1 or alpha 0", k);
   }
   // improved-diffusion: the k = 0 variance is 0, so its log is clipped to k = 1's.

@@ -15,6 +15,8 @@ Status Trainer::init(const ModelDesc& desc, const ScheduleDesc& schedule, const 
   MD_RETURN_IF_ERROR(validate_schedule(schedule));
   if (schedule.T != desc.T)
     return make_status(StatusCode::kInvalidArgument, "schedule T differs from model T", schedule.T, desc.T);
+  if (schedule.zero_terminal_snr && config.prediction == Prediction::kEpsilon)
+    return make_status(StatusCode::kInvalidArgument, "zero terminal SNR needs a v or x0 prediction, not eps");
   if (config.batch < 1 || config.batch > (1u << 20))
     return make_status(StatusCode::kInvalidArgument, "batch must be in [1, 2^20]", config.batch, 1u << 20);
   if (!(config.lr > 0.0 && config.lr < 10.0))

@@ -98,7 +98,8 @@ Status write_weights(const ModelDesc& desc, const ScheduleDesc& schedule, const 
   wr32(out + kOffClasses, desc.n_classes);
   wr32(out + kOffLayers, desc.n_layers);
   wr32(out + kOffTensors, layout.n_tensors);
-  wr32(out + kOffSchedKind, static_cast<uint32_t>(schedule.kind));
+  wr32(out + kOffSchedKind,
+       static_cast<uint32_t>(schedule.kind) | (schedule.zero_terminal_snr ? kScheduleZeroTerminalSnrBit : 0u));
   wr32(out + kOffSchedT, schedule.T);
   wrf32(out + kOffBetaStart, schedule.beta_start);
   wrf32(out + kOffBetaEnd, schedule.beta_end);
@@ -197,7 +198,9 @@ Status load_weights(const void* data, size_t size, LoadedWeights* out) {
     L.x_scale = rdf32(rec + 28);
   }
   MD_RETURN_IF_ERROR(validate_model(desc));
-  w.schedule.kind = static_cast<ScheduleKind>(rd32(p + kOffSchedKind));
+  const uint32_t kind_field = rd32(p + kOffSchedKind);
+  w.schedule.kind = static_cast<ScheduleKind>(kind_field & ~kScheduleZeroTerminalSnrBit);
+  w.schedule.zero_terminal_snr = (kind_field & kScheduleZeroTerminalSnrBit) ? 1 : 0;
   w.schedule.T = rd32(p + kOffSchedT);
   w.schedule.beta_start = rdf32(p + kOffBetaStart);
   w.schedule.beta_end = rdf32(p + kOffBetaEnd);

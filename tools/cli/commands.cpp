@@ -95,6 +95,7 @@ const std::vector<FlagSpec> kTrainFlags = {
     {"conditional", nullptr, "class-conditional model on a labelled built-in set (8gaussians, moons, circles, checkerboard)"},
     {"label-dropout", "P", "conditional: chance a label is dropped, for classifier-free guidance (default: 0.1)"},
     {"min-snr", "GAMMA", "Min-SNR-gamma loss weighting (default: off; 5 is the paper's choice)"},
+    {"zero-terminal-snr", nullptr, "rescale the schedule so alpha_bar_T = 0 exactly (Lin et al.; needs --prediction v or x0)"},
     {"variance", "NAME", "small | large: the sampler's fixed variance; learned: the network also learns it, "
                          "trained with the hybrid loss (Nichol & Dhariwal) (default: small)"},
     {"vlb-weight", "LAMBDA", "with --variance learned: the weight of L_vlb in the hybrid loss (default: 0.001)"},
@@ -164,11 +165,16 @@ int train_impl(const Args& args) {
     return fail(cmd, err, 2);
   schedule.beta_start = static_cast<float>(beta_start);
   schedule.beta_end = static_cast<float>(beta_end);
+  schedule.zero_terminal_snr = args.has("zero-terminal-snr") ? 1 : 0;
+  if (schedule.zero_terminal_snr && prediction == Prediction::kEpsilon)
+    return fail(cmd, "--zero-terminal-snr needs --prediction v (or x0): at alpha_bar_T = 0 an eps prediction says "
+                     "nothing about x_0", 2);
   Status s = validate_schedule(schedule);
   if (!s.ok()) return fail(cmd, describe(s), 2);
   if (terminal_alpha_bar(schedule) > kTerminalAlphaBarWarning)
     std::fprintf(stderr, "warning: alpha_bar_T = %.3g is far from 0: q(x_T | x_0) is not close to the N(0, I) that "
-                 "sampling starts from (raise --T or --beta-end)\n", terminal_alpha_bar(schedule));
+                 "sampling starts from (raise --T or --beta-end, or use --zero-terminal-snr)\n",
+                 terminal_alpha_bar(schedule));
 
   const DataSpec spec = parse_data_spec(args.str("data"));
   const bool conditional = args.has("conditional");
@@ -595,6 +601,7 @@ int inspect_impl(const Args& args) {
     std::printf(" beta %.6g -> %.6g", w.schedule.beta_start, w.schedule.beta_end);
   else
     std::printf(" s=%.6g max_beta=%.6g", w.schedule.cosine_s, w.schedule.max_beta);
+  if (w.schedule.zero_terminal_snr) std::printf(", rescaled to zero terminal SNR");
   const double alpha_bar = terminal_alpha_bar(w.schedule);
   std::printf(", alpha_bar_T=%.3g%s\n", alpha_bar,
               alpha_bar > kTerminalAlphaBarWarning ? " (warning: far from 0, the prior does not match q(x_T | x_0))" : "");

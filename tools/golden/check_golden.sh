@@ -41,6 +41,7 @@ if ! "$py" "$here/make_golden.py" --out "$tmp"; then
 fi
 
 "$py" - "$committed" "$tmp" <<'EOF'
+import math
 import os
 import sys
 
@@ -93,13 +94,13 @@ for f in names:
             problems.append(f"{f}: '{name}' has {len(a)} committed values, {len(b)} new")
             continue
         parsed = [number(w) for w in a]
-        floats = [abs(v) for v, is_int in parsed if v is not None and not is_int]
+        floats = [abs(v) for v, is_int in parsed if v is not None and not is_int and math.isfinite(v)]
         scale = max(floats) if floats else 0.0
         bad = 0
         for i, (wa, wb) in enumerate(zip(a, b)):
             va, a_int = number(wa)
             vb, _ = number(wb)
-            if va is None or a_int:
+            if va is None or a_int or not math.isfinite(va):  # words, integers, inf: exactly
                 ok = wa == wb
                 diff = 0.0 if ok else float("inf")
                 allowed = 0.0

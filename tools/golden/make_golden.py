@@ -100,9 +100,31 @@ SCHEDULE_TABLES = [
 ]
 
 
+def rescale_zero_terminal_snr(betas):
+    """Lin et al. 2024, Algorithm 1: shift and scale sqrt(alpha_bar) so the last is 0
+    and the first is kept, then recover the betas."""
+    alphas_bar_sqrt = np.sqrt(np.cumprod(1.0 - betas))
+    a0, aT = alphas_bar_sqrt[0], alphas_bar_sqrt[-1]
+    alphas_bar_sqrt = (alphas_bar_sqrt - aT) * a0 / (a0 - aT)
+    alphas_bar = alphas_bar_sqrt ** 2
+    alphas = np.concatenate([alphas_bar[0:1], alphas_bar[1:] / alphas_bar[:-1]])
+    return 1.0 - alphas
+
+
 def schedule_tables(p):
     """improved-diffusion's GaussianDiffusion.__init__ tables, plus the sampler's two."""
     betas = schedule_betas(p)
+    if p.get("zero_terminal_snr"):
+        betas = rescale_zero_terminal_snr(betas)
+    return _tables_from_betas(betas)
+
+
+def _tables_from_betas(betas):
+    with np.errstate(divide="ignore"):  # alpha_bar_T = 0 with zero terminal SNR: 1 / sqrt(alpha_bar) is inf
+        return _tables(betas)
+
+
+def _tables(betas):
     alphas = 1.0 - betas
     ab = np.cumprod(alphas, axis=0)
     ab_prev = np.append(1.0, ab[:-1])
@@ -485,6 +507,8 @@ SCHEDULES = [
     ("scaled_linear_1000", dict(linear_schedule_params(1000), kind="scaled-linear", beta_start=f32(0.00085),
                                 beta_end=f32(0.012))),
     ("sigmoid_100", dict(linear_schedule_params(100), kind="sigmoid", beta_start=f32(1e-5), beta_end=f32(1e-2))),
+    ("linear_zsnr_100", dict(linear_schedule_params(100), zero_terminal_snr=1)),
+    ("cosine_zsnr_50", dict(cosine_schedule_params(50), zero_terminal_snr=1)),
 ]
 
 
@@ -501,6 +525,8 @@ def write_schedules():
         w.words(f"{name}.params", [p["kind"], p["T"]] + ["%.9g" % p[k] for k in
                                                           ("beta_start", "beta_end", "cosine_s", "max_beta")])
         w.ints(f"{name}.k", rows)
+        if p.get("zero_terminal_snr"):
+            w.ints(f"{name}.zero_terminal_snr", [1])
         for tname in SCHEDULE_TABLES:
             w.f64(f"{name}.{tname}", tables[tname][rows])
         exact[name] = tables
@@ -514,7 +540,9 @@ def write_schedules():
             q["beta_start"], q["beta_end"] = min(1e-4 * scale, 0.5), min(0.02 * scale, 0.999)
         q["cosine_s"], q["max_beta"] = 0.008, 0.999
         ref = schedule_tables(q)
-        worst = max(float(np.max(np.abs(exact[name][t] - ref[t]) / np.maximum(np.abs(ref[t]), 1e-300)))
+        finite = {t: np.isfinite(ref[t]) for t in SCHEDULE_TABLES}  # inf where alpha_bar_T = 0
+        worst = max(float(np.max(np.abs(exact[name][t][finite[t]] - ref[t][finite[t]]) /
+                                 np.maximum(np.abs(ref[t][finite[t]]), 1e-300)))
                     for t in SCHEDULE_TABLES)
         notes.append(f"{name}: largest relative difference to the all-float64 constants {worst:.2g}")
     w.comment("\n".join(notes))

@@ -33,7 +33,17 @@ struct ScheduleDesc {
   float beta_end = 0.02f;
   float cosine_s = 0.008f;
   float max_beta = 0.999f;
+  // 1: rescale sqrt(alpha_bar) linearly so that alpha_bar_T = 0 exactly while
+  // alpha_bar_1 is kept (Lin et al. 2024, "Common diffusion noise schedules and
+  // sample steps are flawed", Algorithm 1): the prior N(0, I) is then exactly
+  // q(x_T | x_0). beta_T becomes 1, so the network must predict v or x0 (an
+  // eps prediction carries no information about x_0 at T), and the ODE sampler,
+  // whose time variable is infinite at T, is not available.
+  uint32_t zero_terminal_snr = 0;
 };
+// Weight files store zero_terminal_snr as this bit of the schedule-kind field,
+// so readers that predate it refuse such files as an unknown schedule kind.
+constexpr uint32_t kScheduleZeroTerminalSnrBit = 0x100;
 
 constexpr uint32_t kMaxTimesteps = 100000;
 
@@ -135,7 +145,8 @@ constexpr double kTerminalAlphaBarWarning = 0.01;
 // Fill the tables in `storage` (kScheduleTables * T floats) and point `out` at them.
 Status build_schedule(const ScheduleDesc& desc, float* storage, Schedule* out);
 
-// beta_k in double, the single source the tables derive from.
+// beta_k in double, the single source the tables derive from (O(k) with
+// zero_terminal_snr, which needs the products up to k; build_schedule is O(T)).
 double schedule_beta(const ScheduleDesc& desc, uint32_t k);
 
 const char* schedule_kind_name(ScheduleKind kind);
