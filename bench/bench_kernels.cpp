@@ -226,7 +226,7 @@ int main(int argc, char** argv) {
   };
   const LayerShape shapes[] = {{2, 128}, {96, 128}, {128, 128}, {128, 2}, {256, 256}, {512, 512}};
   const int batches[] = {1, 32, 256, 2000};
-  const char* const variants[] = {"reference", "avx2", "avx512", "neon"};
+  const char* const variants[] = {"reference", "avx2", "avx512", "neon", "helium"};
   const struct {
     const char* name;
     Gemm kind;

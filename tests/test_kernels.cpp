@@ -1,6 +1,6 @@
 // Kernel variants against the reference (runtime/src/kernels).
 //
-// Every variant this build knows ("reference", "avx2", "avx512", "neon") runs
+// Every variant this build knows ("reference", "avx2", "avx512", "neon", "helium") runs
 // every test; a variant not compiled for this target or not supported by this
 // CPU is skipped with a message saying so (never passed silently).
 //
@@ -44,7 +44,7 @@ namespace {
 using md::Activation;
 using md::kernels::KernelTable;
 
-const char* const kVariants[] = {"reference", "avx2", "avx512", "neon"};
+const char* const kVariants[] = {"reference", "avx2", "avx512", "neon", "helium"};
 
 // n floats with an inaccessible page right after the last one (or right
 // before the first): reading or writing one element past the end faults.
@@ -506,12 +506,12 @@ INSTANTIATE_TEST_SUITE_P(Kernels, KernelVariant, ::testing::ValuesIn(kVariants),
 // ---- Selection API ---------------------------------------------------------------------
 
 TEST(KernelSelection, NamesAvailabilityAndSelection) {
-  ASSERT_EQ(md::kernel_variant_count(), 4u);
+  ASSERT_EQ(md::kernel_variant_count(), 5u);
   for (size_t i = 0; i < md::kernel_variant_count(); ++i) {
     ASSERT_NE(md::kernel_variant_name(i), nullptr);
     EXPECT_STREQ(md::kernel_variant_name(i), kVariants[i]);
   }
-  EXPECT_EQ(md::kernel_variant_name(4), nullptr);
+  EXPECT_EQ(md::kernel_variant_name(5), nullptr);
   EXPECT_TRUE(md::kernel_variant_available("reference"));
   EXPECT_TRUE(md::kernel_variant_available("auto"));
   EXPECT_FALSE(md::kernel_variant_available("sse9"));

@@ -93,6 +93,8 @@ int main() {
   l.str("model: D=").u32(w.model.desc.D).str(" T=").u32(w.model.desc.T).str(", ").u32(w.model.desc.n_layers);
   l.str(" layers, ").u32(md::parameter_count(w.model.desc)).str(" parameters, ").u32(md_model_len);
   l.str(" bytes in flash at ").hex32(static_cast<uint32_t>(reinterpret_cast<uintptr_t>(md_model))).str("\n").print();
+  // The compute kernels "auto" picks: helium on the Cortex-M55, else reference.
+  l.str("kernels: ").str(md::kernel_variant()).str("\n").print();
 
   {
     md::Arena arena(g_arena, sizeof(g_arena));

@@ -33,7 +33,7 @@ namespace md {
 namespace kernels {
 namespace {
 
-constexpr const char* kVariantNames[] = {"reference", "avx2", "avx512", "neon"};
+constexpr const char* kVariantNames[] = {"reference", "avx2", "avx512", "neon", "helium"};
 constexpr size_t kVariantCount = sizeof(kVariantNames) / sizeof(kVariantNames[0]);
 
 #if defined(MD_KERNELS_HAVE_AVX2) || defined(MD_KERNELS_HAVE_AVX512)
@@ -74,13 +74,16 @@ const KernelTable* table_if_available(size_t index) {
 #if MD_KERNELS_NEON
     case 3: return &kNeonTable;
 #endif
+#if MD_KERNELS_HELIUM
+    case 4: return &kHeliumTable;  // the compiler targets MVE-F: every core it runs on has it
+#endif
     default: return nullptr;
   }
 }
 
 // Fastest first.
 const KernelTable* best_available() {
-  const size_t order[] = {2, 1, 3, 0};
+  const size_t order[] = {2, 1, 3, 4, 0};
   for (size_t i : order)
     if (const KernelTable* t = table_if_available(i)) return t;
   return &kReferenceTable;
@@ -243,7 +246,7 @@ Status select_kernel_variant(const char* name) {
   for (size_t i = 0; i < kernels::kVariantCount; ++i) known = known || strcmp(name, kernels::kVariantNames[i]) == 0;
   if (!known)
     return make_status(StatusCode::kInvalidArgument,
-                       "unknown kernel variant (known: reference, avx2, avx512, neon, auto)");
+                       "unknown kernel variant (known: reference, avx2, avx512, neon, helium, auto)");
   const kernels::KernelTable* t = kernels::find_variant(name);
   if (t == nullptr)
     return make_status(StatusCode::kInvalidArgument, "kernel variant not available in this build or on this CPU");

@@ -1,8 +1,9 @@
 // Compute kernels behind the layers. Every kernel has one plain reference
 // implementation (reference.cpp); SIMD variants (avx2.cpp, avx512.cpp,
-// neon.cpp, all built from the templates in simd.h) plug in beside it and are
-// checked against it (tests/test_kernels.cpp). Matrices are row-major; sizes
-// come last.
+// neon.cpp, helium.cpp, all built from the templates in simd.h) plug in beside
+// it and are checked against it (tests/test_kernels.cpp; helium, which only
+// bare-metal Armv8.1-M builds have, by examples/firmware/kernel_check.cpp
+// under QEMU). Matrices are row-major; sizes come last.
 //
 // The free functions below dispatch through the active variant's table
 // (dispatch.cpp): chosen at first use from what this build was compiled for
@@ -90,19 +91,27 @@ struct KernelTable {
 
 // One table per variant. Only the ones compiled into this build are defined:
 // dispatch.cpp references avx2/avx512 when CMake compiled them
-// (MD_KERNELS_HAVE_AVX2/AVX512) and neon when MD_KERNELS_NEON is 1.
+// (MD_KERNELS_HAVE_AVX2/AVX512), neon when MD_KERNELS_NEON is 1 and helium
+// when MD_KERNELS_HELIUM is 1.
 extern const KernelTable kReferenceTable;
 extern const KernelTable kAvx2Table;
 extern const KernelTable kAvx512Table;
 extern const KernelTable kNeonTable;
+extern const KernelTable kHeliumTable;
 #if defined(__ARM_NEON) && (defined(__aarch64__) || defined(__ARM_FEATURE_FMA))
 #define MD_KERNELS_NEON 1  // AArch64, or ARMv7 with NEON and VFPv4 (vfma)
 #else
 #define MD_KERNELS_NEON 0
 #endif
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 2)
+#define MD_KERNELS_HELIUM 1  // Armv8.1-M with MVE floating point (e.g. -mcpu=cortex-m55)
+#else
+#define MD_KERNELS_HELIUM 0
+#endif
 
-// The table called `name` ("reference", "avx2", "avx512", "neon") if it is
-// compiled in and this CPU can run it, else null. "auto" is not a table name.
+// The table called `name` ("reference", "avx2", "avx512", "neon", "helium") if
+// it is compiled in and this CPU can run it, else null. "auto" is not a table
+// name.
 const KernelTable* find_variant(const char* name);
 // The active table (selecting one on first use).
 const KernelTable& active_table();
