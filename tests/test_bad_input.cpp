@@ -246,7 +246,10 @@ std::vector<Hostile> hostile_cases() {
       {"tensor shape whose element count wraps to the right one",
        [](Mdw& f) { f.put32(f.tensor(0) + 12, 0x40000002u); f.resign(); }, StatusCode::kBadFormat,
        "tensor shape does not match its layer"},
-      {"tensor dtype 1", [](Mdw& f) { f.put32(f.tensor(0) + 8, 1); f.resign(); }, StatusCode::kBadFormat,
+      {"tensor dtype 3", [](Mdw& f) { f.put32(f.tensor(0) + 8, 3); f.resign(); }, StatusCode::kBadFormat,
+       "unsupported tensor dtype"},
+      // f16 / int8 are for weight matrices only; tensor 1 is a bias.
+      {"f16 bias", [](Mdw& f) { f.put32(f.tensor(1) + 8, 1); f.resign(); }, StatusCode::kBadFormat,
        "unsupported tensor dtype"},
       {"tensor offset not 64-byte aligned", [](Mdw& f) { f.put64(f.tensor(3) + 24, f.tensor_offset(3) + 4); f.resign(); },
        StatusCode::kBadFormat, "tensor offset is not 64-byte aligned"},

@@ -97,6 +97,20 @@ Status validate_model(const ModelDesc& d) {
   return Status::Ok();
 }
 
+int32_t Model::tensor_index(uint32_t layer, TensorRole role) const {
+  for (uint32_t i = layout.first_tensor[layer]; i < layout.n_tensors; ++i) {
+    if (layout.tensors[i].layer != layer) break;
+    if (layout.tensors[i].role == role) return static_cast<int32_t>(i);
+  }
+  return -1;
+}
+
+bool Model::all_f32() const {
+  for (uint32_t i = 0; i < layout.n_tensors; ++i)
+    if (dtypes[i] != TensorDType::kF32) return false;
+  return true;
+}
+
 const float* Model::tensor(uint32_t layer, TensorRole role) const {
   for (uint32_t i = layout.first_tensor[layer]; i < layout.n_tensors; ++i) {
     if (layout.tensors[i].layer != layer) break;
@@ -175,6 +189,25 @@ void add_label_rows(float* y, const float* h, const float* table, const int32_t*
   }
 }
 
+// y = h W + b for layer l's weight in whatever precision the model holds it.
+void weight_gemm(const Model& m, uint32_t l, float* y, const float* h, int B, int in, int out) {
+  const int32_t i = m.tensor_index(l, TensorRole::kWeight);
+  const float* bias = m.tensor(l, TensorRole::kBias);
+  switch (i < 0 ? TensorDType::kF32 : m.dtypes[i]) {
+    case TensorDType::kF16:
+      kernels::gemm_bias_f16(y, h, static_cast<const uint16_t*>(m.stored[i]), bias, B, in, out);
+      return;
+    case TensorDType::kInt8: {
+      const uint8_t* p = static_cast<const uint8_t*>(m.stored[i]);
+      kernels::gemm_bias_i8(y, h, reinterpret_cast<const int8_t*>(p + 4ull * out), reinterpret_cast<const float*>(p),
+                            bias, B, in, out);
+      return;
+    }
+    default:
+      kernels::gemm_bias(y, h, m.tensors[i], bias, B, in, out);
+  }
+}
+
 // One layer forward. `preact` receives z = hW + b for layers that keep it
 // (and must be a separate buffer from y and h).
 void layer_forward(const Model& m, uint32_t l, const float* h, const int32_t* t, uint32_t batch,
@@ -187,18 +220,18 @@ void layer_forward(const Model& m, uint32_t l, const float* h, const int32_t* t,
       embed_forward(L, m.desc.D, h, t, batch, y);
       break;
     case LayerKind::kLinear:
-      kernels::gemm_bias(y, h, m.tensor(l, TensorRole::kWeight), m.tensor(l, TensorRole::kBias), B, in, out);
+      weight_gemm(m, l, y, h, B, in, out);
       break;
     case LayerKind::kActivation:
       kernels::activation_forward(L.act, y, h, n);
       break;
     case LayerKind::kResidual:
-      kernels::gemm_bias(preact, h, m.tensor(l, TensorRole::kWeight), m.tensor(l, TensorRole::kBias), B, in, out);
+      weight_gemm(m, l, preact, h, B, in, out);
       kernels::activation_forward(L.act, y, preact, n);
       for (size_t i = 0; i < n; ++i) y[i] += h[i];
       break;
     case LayerKind::kTimeGate:
-      kernels::gemm_bias(preact, h, m.tensor(l, TensorRole::kWeight), m.tensor(l, TensorRole::kBias), B, in, out);
+      weight_gemm(m, l, preact, h, B, in, out);
       gate_rows(y, preact, m.tensor(l, TensorRole::kTable), t, batch, L.out);
       break;
     case LayerKind::kTimeAdd:

@@ -92,6 +92,9 @@ void Trainer::init_parameters(uint64_t seed) {
 }
 
 Status Trainer::set_parameters(const float* params, size_t count) {
+  if (params == nullptr)
+    return make_status(StatusCode::kInvalidArgument,
+                       "no f32 parameter block (training starts from f32 weights, not f16 / int8 ones)");
   if (count != layout_.total_floats)
     return make_status(StatusCode::kInvalidArgument, "parameter block size does not match the model",
                        count, layout_.total_floats);
@@ -317,6 +320,7 @@ Status Trainer::write_checkpoint(const WeightsMeta& meta_in, uint32_t data_crc, 
   WeightsMeta meta = meta_in;
   meta.is_ema = 0;
   meta.prediction = config_.prediction;
+  meta.weight_dtype = TensorDType::kF32;  // checkpoints keep full precision
   meta.train_steps = static_cast<uint32_t>(step_ > 0xFFFFFFFFull ? 0xFFFFFFFFull : step_);
   size_t n = 0;
   MD_RETURN_IF_ERROR(write_weights(desc_, schedule_desc_, meta, params_, out, capacity, &n));

@@ -1,5 +1,8 @@
 #include "microdiffusion/weights.h"
 
+#include "kernels/half.h"
+
+#include <math.h>
 #include <string.h>
 
 namespace md {
@@ -76,8 +79,10 @@ Status write_weights(const ModelDesc& desc, const ScheduleDesc& schedule, const 
   if (static_cast<uint32_t>(meta.variance) >= kVarianceCount ||
       (meta.variance == Variance::kLearnedRange && !desc.learned_variance))
     return make_status(StatusCode::kInvalidArgument, "a learned variance needs a network with 2D outputs");
+  if (static_cast<uint32_t>(meta.weight_dtype) >= kTensorDTypeCount)
+    return make_status(StatusCode::kInvalidArgument, "unknown weight dtype", static_cast<uint32_t>(meta.weight_dtype));
   const size_t header = weights_header_bytes(desc);
-  const size_t total = weights_file_bytes(desc);
+  const size_t total = weights_file_bytes(desc, meta.weight_dtype);
   if (capacity < total)
     return make_status(StatusCode::kOutOfMemory, "output buffer too small for the weight file", total, capacity);
   const ParamLayout layout = param_layout(desc);
@@ -125,18 +130,43 @@ Status write_weights(const ModelDesc& desc, const ScheduleDesc& schedule, const 
     wr32(rec + 24, L.t_sin_dim);
     wrf32(rec + 28, L.x_scale);
   }
+  size_t offset = header;
   for (uint32_t i = 0; i < layout.n_tensors; ++i, rec += kWeightsTensorRecordBytes) {
     const TensorDesc& t = layout.tensors[i];
-    const size_t offset = header + sizeof(float) * static_cast<size_t>(t.offset);
+    const TensorDType dtype = stored_dtype(t, meta.weight_dtype);
+    const size_t nbytes = tensor_storage_bytes(dtype, t.rows, t.cols);
     uint8_t* dst = out + offset;
-    for (uint32_t j = 0; j < t.count(); ++j) wrf32(dst + 4 * j, params[t.offset + j]);
+    const float* src = params + t.offset;
+    if (dtype == TensorDType::kF16) {
+      for (uint32_t j = 0; j < t.count(); ++j) {
+        const uint16_t h = kernels::float_to_half(src[j]);
+        if ((h & 0x7C00u) == 0x7C00u)
+          return make_status(StatusCode::kInvalidArgument, "weight too large for f16 (tensor index, element)", i, j);
+        wr16(dst + 2 * j, h);
+      }
+    } else if (dtype == TensorDType::kInt8) {
+      // Per output column c: scale = max_r |w| / 127, q = round(w / scale) in [-127, 127].
+      for (uint32_t c = 0; c < t.cols; ++c) {
+        float amax = 0.0f;
+        for (uint32_t r = 0; r < t.rows; ++r) amax = fmaxf(amax, fabsf(src[r * t.cols + c]));
+        const float scale = amax > 0.0f ? amax / 127.0f : 1.0f;
+        wrf32(dst + 4 * c, scale);
+        for (uint32_t r = 0; r < t.rows; ++r) {
+          const float q = rintf(src[r * t.cols + c] / scale);
+          dst[4 * t.cols + r * t.cols + c] = static_cast<uint8_t>(static_cast<int8_t>(q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q));
+        }
+      }
+    } else {
+      for (uint32_t j = 0; j < t.count(); ++j) wrf32(dst + 4 * j, src[j]);
+    }
     wr32(rec + 0, t.layer);
     wr32(rec + 4, static_cast<uint32_t>(t.role));
-    wr32(rec + 8, static_cast<uint32_t>(TensorDType::kF32));
+    wr32(rec + 8, static_cast<uint32_t>(dtype));
     wr32(rec + 12, t.rows);
     wr32(rec + 16, t.cols);
-    wr32(rec + 20, crc32(dst, sizeof(float) * static_cast<size_t>(t.count())));
+    wr32(rec + 20, crc32(dst, nbytes));
     wr64(rec + 24, offset);
+    offset += align_up(nbytes);
   }
   wr32(out + kOffHeaderCrc, header_crc(out, static_cast<size_t>(rec - out)));
   *written = total;
@@ -233,9 +263,10 @@ Status load_weights(const void* data, size_t size, LoadedWeights* out) {
     if (rows != expect.rows || cols != expect.cols)
       return make_status(StatusCode::kBadFormat, "tensor shape does not match its layer (tensor index, expected elements)",
                          i, expect.count());
-    if (dtype != static_cast<uint32_t>(TensorDType::kF32))
+    if (dtype >= kTensorDTypeCount || (dtype != static_cast<uint32_t>(TensorDType::kF32) && role != static_cast<uint32_t>(TensorRole::kWeight)))
       return make_status(StatusCode::kBadFormat, "unsupported tensor dtype (tensor index, dtype)", i, dtype);
-    const uint64_t nbytes = sizeof(float) * static_cast<uint64_t>(expect.count());
+    const TensorDType dt = static_cast<TensorDType>(dtype);
+    const uint64_t nbytes = tensor_storage_bytes(dt, expect.rows, expect.cols);
     if (offset % kAlignment != 0)
       return make_status(StatusCode::kBadFormat, "tensor offset is not 64-byte aligned (tensor index, offset)", i, offset);
     if (offset < previous_end || offset > w.file_bytes || nbytes > w.file_bytes - offset)
@@ -245,9 +276,24 @@ Status load_weights(const void* data, size_t size, LoadedWeights* out) {
     const uint32_t actual = crc32(src, static_cast<size_t>(nbytes));
     if (actual != crc)
       return make_status(StatusCode::kChecksumMismatch, "tensor checksum mismatch (tensor index, computed crc)", i, actual);
+    w.model.dtypes[i] = dt;
+    if (dt == TensorDType::kF16) {
+      for (uint32_t j = 0; j < expect.count(); ++j)
+        if ((rd16(src + 2 * j) & 0x7C00u) == 0x7C00u)
+          return make_status(StatusCode::kNonFinite, "weights contain NaN or Inf (tensor index, element)", i, j);
+      w.model.stored[i] = src;
+      w.meta.weight_dtype = dt;
+      continue;
+    }
     const float* f = reinterpret_cast<const float*>(src);
-    for (uint32_t j = 0; j < expect.count(); ++j)
+    const uint32_t n_floats = dt == TensorDType::kInt8 ? expect.cols : expect.count();  // int8: the scales
+    for (uint32_t j = 0; j < n_floats; ++j)
       if (!finite(f[j])) return make_status(StatusCode::kNonFinite, "weights contain NaN or Inf (tensor index, element)", i, j);
+    if (dt == TensorDType::kInt8) {
+      w.model.stored[i] = src;
+      w.meta.weight_dtype = dt;
+      continue;
+    }
     w.model.tensors[i] = f;
   }
   *out = w;

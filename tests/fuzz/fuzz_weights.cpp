@@ -54,7 +54,9 @@ void resign(uint8_t* buf, size_t size) {
   if (tables_end > size) return;
   uint8_t* rec = buf + md::kWeightsFixedHeaderBytes + 32 * static_cast<size_t>(n_layers);
   for (uint32_t i = 0; i < n_tensors; ++i, rec += 32) {
-    const uint64_t nbytes = 4ull * rd32(rec + 12) * rd32(rec + 16);
+    const uint32_t dtype = rd32(rec + 8);
+    if (dtype >= md::kTensorDTypeCount) continue;
+    const uint64_t nbytes = md::tensor_storage_bytes(static_cast<md::TensorDType>(dtype), rd32(rec + 12), rd32(rec + 16));
     const uint64_t offset = rd64(rec + 24);
     if (offset <= size && nbytes <= size - offset)
       wr32(rec + 20, md::crc32(buf + offset, static_cast<size_t>(nbytes)));
@@ -77,19 +79,24 @@ void run_loaded(const uint8_t* p, size_t size, const md::LoadedWeights& w) {
   const md::ParamLayout& lay = w.model.layout;
   FUZZ_CHECK(lay.n_tensors == md::param_layout(d).n_tensors);
   for (uint32_t i = 0; i < lay.n_tensors; ++i) {
-    const uint8_t* t = reinterpret_cast<const uint8_t*>(w.model.tensors[i]);
+    const md::TensorDType dt = w.model.dtypes[i];
+    const bool f32 = dt == md::TensorDType::kF32;
+    FUZZ_CHECK(f32 || lay.tensors[i].role == md::TensorRole::kWeight);  // f16 / int8: weight matrices only
+    const uint8_t* t = f32 ? reinterpret_cast<const uint8_t*>(w.model.tensors[i])
+                           : static_cast<const uint8_t*>(w.model.stored[i]);
     FUZZ_CHECK(t != nullptr);
     FUZZ_CHECK(t >= p + w.header_bytes);
     const size_t off = static_cast<size_t>(t - p);
-    const uint64_t nbytes = 4ull * lay.tensors[i].count();
+    const uint64_t nbytes = md::tensor_storage_bytes(dt, lay.tensors[i].rows, lay.tensors[i].cols);
     FUZZ_CHECK(off <= w.file_bytes && nbytes <= w.file_bytes - off);
-    for (uint32_t j = 0; j < lay.tensors[i].count(); ++j) FUZZ_CHECK(finite(w.model.tensors[i][j]));
+    if (f32)
+      for (uint32_t j = 0; j < lay.tensors[i].count(); ++j) FUZZ_CHECK(finite(w.model.tensors[i][j]));
   }
 
   // Forward on a batch of 2 at the first and last timestep, in exactly the
   // scratch the header promises (std::vector: ASan sees one float too far).
   constexpr uint32_t kBatch = 2;
-  std::vector<float> x(static_cast<size_t>(kBatch) * d.D), out(x.size());
+  std::vector<float> x(static_cast<size_t>(kBatch) * d.D), out(static_cast<size_t>(kBatch) * md::output_width(d));
   for (size_t i = 0; i < x.size(); ++i) x[i] = (i % 2 ? -0.75f : 1.5f) * static_cast<float>(1 + i % 3);
   const int32_t t[kBatch] = {0, static_cast<int32_t>(d.T - 1)};
   // Conditional models: a real label, and one out of range (means "no label").

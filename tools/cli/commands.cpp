@@ -619,14 +619,18 @@ int inspect_impl(const Args& args) {
   }
   std::printf("tensors:\n");
   static const char* kRoles[] = {"weight", "bias", "table"};
+  static const char* kDTypes[] = {"f32", "f16", "int8"};
+  size_t tensor_bytes = 0;
   for (uint32_t i = 0; i < w.model.layout.n_tensors; ++i) {
     const TensorDesc& t = w.model.layout.tensors[i];
-    const size_t offset = reinterpret_cast<const uint8_t*>(w.model.tensors[i]) - file.data();
-    std::printf("  %2u layer %2u %-6s (%u, %u) f32 at %zu\n", i, t.layer, kRoles[static_cast<uint32_t>(t.role)], t.rows,
-                t.cols, offset);
+    const TensorDType dt = w.model.dtypes[i];
+    const void* data = dt == TensorDType::kF32 ? static_cast<const void*>(w.model.tensors[i]) : w.model.stored[i];
+    const size_t offset = static_cast<const uint8_t*>(data) - file.data();
+    std::printf("  %2u layer %2u %-6s (%u, %u) %-4s at %zu\n", i, t.layer, kRoles[static_cast<uint32_t>(t.role)],
+                t.rows, t.cols, kDTypes[static_cast<uint32_t>(dt)], offset);
+    tensor_bytes += tensor_storage_bytes(dt, t.rows, t.cols);
   }
   // Firmware keeps the whole file in flash and reads the tensors in place.
-  const size_t tensor_bytes = sizeof(float) * static_cast<size_t>(parameter_count(d));
   std::printf("flash bytes: %zu (the file, used in place: %zu of parameters, %zu of header, tables and padding)\n",
               file.size, tensor_bytes, file.size - tensor_bytes);
   std::printf("arena bytes:\n");

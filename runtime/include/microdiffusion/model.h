@@ -73,6 +73,20 @@ constexpr uint32_t output_width(const ModelDesc& d) { return d.learned_variance 
 
 enum class TensorRole : uint32_t { kWeight = 0, kBias = 1, kTable = 2 };
 
+// How a weight matrix is stored in a weight file (weights/FORMAT.md): f32;
+// f16 (IEEE binary16); or int8 with one f32 scale per output column
+// (symmetric, per channel: w = scale[col] * q). Biases and tables are always
+// f32, and training always works in f32; reduced precision is for sampling
+// from flash.
+enum class TensorDType : uint32_t { kF32 = 0, kF16 = 1, kInt8 = 2 };
+constexpr uint32_t kTensorDTypeCount = 3;
+// Bytes of a (rows, cols) tensor stored as `dtype` (int8: the cols scales, then the values).
+constexpr size_t tensor_storage_bytes(TensorDType dtype, uint32_t rows, uint32_t cols) {
+  return dtype == TensorDType::kF16    ? 2ull * rows * cols
+         : dtype == TensorDType::kInt8 ? 4ull * cols + static_cast<size_t>(rows) * cols
+                                       : 4ull * rows * cols;
+}
+
 struct TensorDesc {
   uint32_t layer = 0;
   TensorRole role = TensorRole::kWeight;
@@ -263,8 +277,14 @@ const char* activation_name(Activation a);
 struct Model {
   ModelDesc desc;
   ParamLayout layout;
-  const float* tensors[kMaxTensors] = {};
+  const float* tensors[kMaxTensors] = {};  // f32 tensors (null for f16 / int8 ones)
+  // A model bound to a reduced-precision weight file: each tensor's dtype,
+  // and the stored bytes of the f16 / int8 ones, read in place.
+  TensorDType dtypes[kMaxTensors] = {};
+  const void* stored[kMaxTensors] = {};
   const float* tensor(uint32_t layer, TensorRole role) const;
+  int32_t tensor_index(uint32_t layer, TensorRole role) const;  // -1 if the layer has none
+  bool all_f32() const;
 };
 
 // Bind `desc` to a flat parameter block laid out by param_layout(desc).

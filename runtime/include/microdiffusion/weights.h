@@ -19,7 +19,6 @@ constexpr size_t kWeightsFixedHeaderBytes = 128;
 constexpr size_t kWeightsLayerRecordBytes = 32;
 constexpr size_t kWeightsTensorRecordBytes = 32;
 
-enum class TensorDType : uint32_t { kF32 = 0 };
 
 // What the file says about how its weights were made and should be sampled.
 struct WeightsMeta {
@@ -28,6 +27,9 @@ struct WeightsMeta {
   uint32_t is_ema = 1;                        // 1: the weights are the EMA copy
   uint32_t train_steps = 0;                   // informational
   char dataset[32] = {};                      // training data name, NUL-padded (informational)
+  // Writing: how weight matrices are stored (biases and tables stay f32).
+  // Reading: the weight matrices' dtype (f32 unless the file holds f16 / int8 ones).
+  TensorDType weight_dtype = TensorDType::kF32;
 };
 
 // A weight file bound in place: the tensor pointers point into the buffer.
@@ -44,12 +46,24 @@ constexpr size_t weights_header_bytes(const ModelDesc& d) {
   return align_up(kWeightsFixedHeaderBytes + kWeightsLayerRecordBytes * d.n_layers +
                   kWeightsTensorRecordBytes * param_layout(d).n_tensors);
 }
-constexpr size_t weights_file_bytes(const ModelDesc& d) {
-  return weights_header_bytes(d) + sizeof(float) * static_cast<size_t>(param_layout(d).total_floats);
+// How a tensor is stored when the weight matrices are `weight_dtype`.
+constexpr TensorDType stored_dtype(const TensorDesc& t, TensorDType weight_dtype) {
+  return t.role == TensorRole::kWeight ? weight_dtype : TensorDType::kF32;
 }
-
+// File size: the header, then each tensor 64-byte aligned. With f32 weights
+// the tensor region is exactly the flat parameter block (param_layout).
+constexpr size_t weights_file_bytes(const ModelDesc& d, TensorDType weight_dtype = TensorDType::kF32) {
+  const ParamLayout p = param_layout(d);
+  size_t bytes = weights_header_bytes(d);
+  for (uint32_t i = 0; i < p.n_tensors; ++i)
+    bytes += align_up(tensor_storage_bytes(stored_dtype(p.tensors[i], weight_dtype), p.tensors[i].rows,
+                                           p.tensors[i].cols));
+  return bytes;
+}
 // Write a weight file for `desc` whose parameters are the flat block `params`
-// (param_layout order) into `out`. Refuses NaN/Inf weights.
+// (param_layout order) into `out`, weight matrices as meta.weight_dtype (f16:
+// round to nearest even, refused past 65504; int8: per output column, scale =
+// max |w| / 127, q = round(w / scale)). Refuses NaN/Inf weights.
 Status write_weights(const ModelDesc& desc, const ScheduleDesc& schedule, const WeightsMeta& meta,
                      const float* params, uint8_t* out, size_t capacity, size_t* written);
 

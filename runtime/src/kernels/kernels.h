@@ -25,6 +25,11 @@ void gemm_bias(float* Y, const float* X, const float* W, const float* b, int M, 
 void gemm_nt(float* dX, const float* dY, const float* W, int M, int N, int K);
 // dW (K, N) += X (M, K)^T . dY (M, N)
 void gemm_tn_acc(float* dW, const float* X, const float* dY, int M, int K, int N);
+// Y = X . W + b with W stored in reduced precision (quantized.cpp): f16, or
+// int8 with a scale per output column (w = scales[n] * q). Plain C++ on every
+// target; no variants.
+void gemm_bias_f16(float* Y, const float* X, const uint16_t* W, const float* b, int M, int K, int N);
+void gemm_bias_i8(float* Y, const float* X, const int8_t* W, const float* scales, const float* b, int M, int K, int N);
 // db (N) += sum over rows of dY (M, N)
 void colsum_acc(float* db, const float* dY, int M, int N);
 
