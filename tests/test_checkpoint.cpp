@@ -86,7 +86,7 @@ TEST(Checkpoint, RefusesOtherDataSettingsAndCorruption) {
   EXPECT_EQ(c.trainer.restore_checkpoint(ckpt.data(), n, 7).code, md::StatusCode::kChecksumMismatch);
   EXPECT_EQ(c.trainer.restore_checkpoint(ckpt.data(), n - 100, 7).code, md::StatusCode::kTruncated);
   // A plain weight file is not a checkpoint.
-  std::vector<unsigned char> w(md::weights_file_bytes(b.desc) + md::kCheckpointTrailerBytes + 4 * 3 * b.trainer.param_floats());
+  std::vector<unsigned char> w(md::checkpoint_bytes(b.desc));
   ASSERT_TRUE(md::write_weights(b.desc, md::linear_schedule(30), md::WeightsMeta{}, b.trainer.params(), w.data(), w.size(), &n).ok());
   EXPECT_EQ(c.trainer.restore_checkpoint(w.data(), w.size(), 7).code, md::StatusCode::kBadFormat);
 }

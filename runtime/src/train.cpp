@@ -59,6 +59,12 @@ Status Trainer::init(const ModelDesc& desc, const ScheduleDesc& schedule, const 
   d_out_ = reinterpret_cast<float*>(base + tp.d_out);
   tape_ = reinterpret_cast<float*>(base + tp.tape);
   scratch_ = reinterpret_cast<float*>(base + tp.scratch);
+  history_ = reinterpret_cast<float*>(base + tp.loss_history);
+  example_weight_ = reinterpret_cast<float*>(base + tp.weights);
+  example_loss_ = example_weight_ + config.batch;
+  t_prob_ = example_loss_ + config.batch;
+  memset(history_, 0, sizeof(float) * loss_history_floats(desc));
+  for (uint32_t b = 0; b < config.batch; ++b) example_weight_[b] = 1.0f;
   // Padding between tensors stays zero so whole-block loops are exact.
   memset(params_, 0, sizeof(float) * layout_.total_floats);
   memset(grads_, 0, sizeof(float) * layout_.total_floats);
@@ -88,6 +94,7 @@ void Trainer::init_parameters(uint64_t seed) {
   memcpy(ema_, params_, sizeof(float) * layout_.total_floats);
   memset(m_, 0, sizeof(float) * layout_.total_floats);
   memset(v_, 0, sizeof(float) * layout_.total_floats);
+  memset(history_, 0, sizeof(float) * loss_history_floats(desc_));
   step_ = 0;
 }
 
@@ -197,15 +204,23 @@ Status Trainer::loss_and_gradients(const float* x0, const int32_t* t, const floa
                              : pred_kind == Prediction::kX0    ? clipped
                                                                : clipped / (snr + 1.0));
     }
+    // Importance sampling: this example counts 1 / (T p_t) (1 otherwise).
+    const float iw = example_weight_[b];
+    double example = 0.0;
     for (uint32_t j = 0; j < D; ++j) {
       const size_t i = static_cast<size_t>(b) * W + j;
       const float diff = pred[i] - d_out_[i];
-      sum += static_cast<double>(w) * diff * diff;
-      d_out_[i] = scale * w * diff;
+      example += static_cast<double>(w) * diff * diff;
+      d_out_[i] = scale * iw * w * diff;
     }
-    if (desc_.learned_variance) sum += vlb_term(x0 + static_cast<size_t>(b) * D, xt_ + static_cast<size_t>(b) * D,
-                                                pred + static_cast<size_t>(b) * W, t[b],
-                                                d_out_ + static_cast<size_t>(b) * W + D, n);
+    if (desc_.learned_variance) {
+      float* d_v = d_out_ + static_cast<size_t>(b) * W + D;
+      example += vlb_term(x0 + static_cast<size_t>(b) * D, xt_ + static_cast<size_t>(b) * D,
+                          pred + static_cast<size_t>(b) * W, t[b], d_v, n);
+      for (uint32_t j = 0; j < D; ++j) d_v[j] *= iw;
+    }
+    example_loss_[b] = static_cast<float>(example / D);
+    sum += iw * example;
   }
   *loss = static_cast<float>(sum / static_cast<double>(n));
   if (!(*loss - *loss == 0.0f))
@@ -286,10 +301,70 @@ Status Trainer::step(const float* data, uint32_t rows, float* loss, const int32_
     for (uint32_t b = 0; b < B; ++b)
       if (uniform_from_bits(bits_[b]) < config_.label_dropout) labels_[b] = static_cast<int32_t>(desc_.n_classes);
   }
-  bits_fill(seed, RngStream::kTrainTime, lo, hi, bits_, B);
-  for (uint32_t b = 0; b < B; ++b) t_[b] = static_cast<int32_t>(bounded_from_bits(bits_[b], desc_.T));
+  draw_timesteps(seed, lo, hi);
   gaussian_fill(seed, RngStream::kTrainNoise, lo, hi, eps_, static_cast<size_t>(B) * D);
-  return step_on(x0_, t_, eps_, loss, desc_.n_classes > 0 ? labels_ : nullptr);
+  const Status s = step_on(x0_, t_, eps_, loss, desc_.n_classes > 0 ? labels_ : nullptr);
+  if (s.ok() && config_.importance_sampling) record_losses();
+  return s;
+}
+
+// t uniform, or (importance sampling, once every t has a full loss history)
+// from p_t ~ sqrt(mean of its recent squared losses), mixed with 0.001 uniform.
+void Trainer::draw_timesteps(uint64_t seed, uint32_t lo, uint32_t hi) {
+  const uint32_t B = config_.batch, T = desc_.T;
+  bits_fill(seed, RngStream::kTrainTime, lo, hi, bits_, B);
+  bool warm = config_.importance_sampling;
+  const float* counts = history_ + static_cast<size_t>(T) * kLossHistory;
+  for (uint32_t k = 0; warm && k < T; ++k) warm = counts[k] >= static_cast<float>(kLossHistory);
+  if (!warm) {
+    for (uint32_t b = 0; b < B; ++b) {
+      t_[b] = static_cast<int32_t>(bounded_from_bits(bits_[b], T));
+      example_weight_[b] = 1.0f;
+    }
+    return;
+  }
+  double total = 0.0;
+  for (uint32_t k = 0; k < T; ++k) {
+    double sq = 0.0;
+    for (uint32_t i = 0; i < kLossHistory; ++i) {
+      const double l = history_[static_cast<size_t>(k) * kLossHistory + i];
+      sq += l * l;
+    }
+    t_prob_[k] = static_cast<float>(sqrt(sq / kLossHistory));
+    total += t_prob_[k];
+  }
+  constexpr double kUniform = 0.001;
+  for (uint32_t k = 0; k < T; ++k)
+    t_prob_[k] = static_cast<float>((total > 0.0 ? t_prob_[k] / total : 1.0 / T) * (1.0 - kUniform) + kUniform / T);
+  for (uint32_t b = 0; b < B; ++b) {
+    // Inverse CDF: the first k whose cumulative probability exceeds u.
+    const double u = uniform_from_bits(bits_[b]);
+    double c = 0.0;
+    uint32_t k = 0;
+    for (; k + 1 < T; ++k) {
+      c += t_prob_[k];
+      if (u < c) break;
+    }
+    t_[b] = static_cast<int32_t>(k);
+    example_weight_[b] = static_cast<float>(1.0 / (static_cast<double>(T) * t_prob_[k]));
+  }
+}
+
+// The history improved-diffusion keeps: the last kLossHistory losses of each t.
+void Trainer::record_losses() {
+  const uint32_t T = desc_.T;
+  float* counts = history_ + static_cast<size_t>(T) * kLossHistory;
+  for (uint32_t b = 0; b < config_.batch; ++b) {
+    const uint32_t k = static_cast<uint32_t>(t_[b]);
+    float* h = history_ + static_cast<size_t>(k) * kLossHistory;
+    if (counts[k] >= static_cast<float>(kLossHistory)) {
+      memmove(h, h + 1, sizeof(float) * (kLossHistory - 1));
+      h[kLossHistory - 1] = example_loss_[b];
+    } else {
+      h[static_cast<uint32_t>(counts[k])] = example_loss_[b];
+      counts[k] += 1.0f;
+    }
+  }
 }
 
 namespace {
@@ -299,7 +374,7 @@ enum : size_t {
   kCkStep = 8, kCkFloats = 16, kCkDataCrc = 20, kCkCrcM = 24, kCkCrcV = 28, kCkCrcEma = 32, kCkBatch = 36,
   kCkWarmup = 40, kCkTotal = 44, kCkDecoupled = 48, kCkSeed = 56, kCkLr = 64, kCkBeta1 = 72, kCkBeta2 = 80,
   kCkEps = 88, kCkWd = 96, kCkClip = 104, kCkMinLr = 112, kCkEma = 120, kCkPrediction = 128, kCkMinSnr = 136,
-  kCkLabelDropout = 144,
+  kCkLabelDropout = 144, kCkVlbWeight = 152, kCkImportance = 160, kCkCrcHistory = 164,
   kCkTrailerCrc = 252,
 };
 
@@ -332,6 +407,11 @@ Status Trainer::write_checkpoint(const WeightsMeta& meta_in, uint32_t data_crc, 
   write_block(blocks, m_, P);
   write_block(blocks + 4 * P, v_, P);
   write_block(blocks + 8 * P, ema_, P);
+  const size_t H = loss_history_floats(desc_);
+  write_block(blocks + 12 * P, history_, H);
+  le::wr32(tr + kCkCrcHistory, crc32(blocks + 12 * P, 4 * H));
+  le::wrf64(tr + kCkVlbWeight, config_.vlb_weight);
+  le::wr32(tr + kCkImportance, config_.importance_sampling ? 1 : 0);
   le::wr64(tr + kCkStep, step_);
   le::wr32(tr + kCkFloats, static_cast<uint32_t>(P));
   le::wr32(tr + kCkDataCrc, data_crc);
@@ -404,6 +484,9 @@ Status Trainer::restore_checkpoint(const void* data, size_t size, uint32_t data_
        le::rd32(tr + kCkPrediction) == static_cast<uint32_t>(config_.prediction)},
       {"checkpoint was made with a different --min-snr", le::rdf64(tr + kCkMinSnr) == config_.min_snr_gamma},
       {"checkpoint was made with a different --label-dropout", le::rdf64(tr + kCkLabelDropout) == config_.label_dropout},
+      {"checkpoint was made with a different --vlb-weight", le::rdf64(tr + kCkVlbWeight) == config_.vlb_weight},
+      {"checkpoint was made with importance sampling on or off differently",
+       le::rd32(tr + kCkImportance) == (config_.importance_sampling ? 1u : 0u)},
   };
   for (const Field& f : fields)
     if (!f.same) return make_status(StatusCode::kInvalidArgument, f.what);
@@ -411,12 +494,16 @@ Status Trainer::restore_checkpoint(const void* data, size_t size, uint32_t data_
   if (crc32(blocks, 4 * P) != le::rd32(tr + kCkCrcM) || crc32(blocks + 4 * P, 4 * P) != le::rd32(tr + kCkCrcV) ||
       crc32(blocks + 8 * P, 4 * P) != le::rd32(tr + kCkCrcEma))
     return make_status(StatusCode::kChecksumMismatch, "checkpoint optimizer state checksum mismatch");
+  const size_t H = loss_history_floats(desc_);
+  if (crc32(blocks + 12 * P, 4 * H) != le::rd32(tr + kCkCrcHistory))
+    return make_status(StatusCode::kChecksumMismatch, "checkpoint loss history checksum mismatch");
   // The weights were validated by load_weights; tensor padding stays zero.
   for (uint32_t i = 0; i < layout_.n_tensors; ++i)
     memcpy(params_ + layout_.tensors[i].offset, w.model.tensors[i], 4 * layout_.tensors[i].count());
   read_block(m_, blocks, P);
   read_block(v_, blocks + 4 * P, P);
   read_block(ema_, blocks + 8 * P, P);
+  read_block(history_, blocks + 12 * P, H);
   step_ = le::rd64(tr + kCkStep);
   return Status::Ok();
 }

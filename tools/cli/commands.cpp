@@ -98,6 +98,8 @@ const std::vector<FlagSpec> kTrainFlags = {
     {"zero-terminal-snr", nullptr, "rescale the schedule so alpha_bar_T = 0 exactly (Lin et al.; needs --prediction v or x0)"},
     {"variance", "NAME", "small | large: the sampler's fixed variance; learned: the network also learns it, "
                          "trained with the hybrid loss (Nichol & Dhariwal) (default: small)"},
+    {"importance-sampling", nullptr, "draw t by the second moment of its recent losses, weighting by 1 / (T p_t) "
+                                     "(Nichol & Dhariwal's resampler)"},
     {"vlb-weight", "LAMBDA", "with --variance learned: the weight of L_vlb in the hybrid loss (default: 0.001)"},
     {"checkpoint-every", "N", "write a checkpoint every N steps (atomically: temp file, fsync, rename)"},
     {"checkpoint", "PATH", "checkpoint path (default: OUT.ckpt)"},
@@ -218,6 +220,7 @@ int train_impl(const Args& args) {
   cfg.min_snr_gamma = min_snr;
   cfg.label_dropout = label_dropout;
   cfg.vlb_weight = vlb_weight;
+  cfg.importance_sampling = args.has("importance-sampling");
 
   const size_t arena_bytes = training_arena_bytes(desc, cfg.batch);
   AlignedBuffer arena_buf;

@@ -34,6 +34,11 @@ struct TrainConfig {
   // hybrid loss L_simple + vlb_weight * L_vlb (Nichol & Dhariwal: 0.001); the
   // L_vlb term sees the mean through a stop-gradient and teaches only v.
   double vlb_weight = 0.001;
+  // Importance sampling of t (improved-diffusion's LossSecondMomentResampler):
+  // once every t has kLossHistory losses, draw t with probability proportional
+  // to sqrt(E[loss_t^2]) (mixed with 0.001 uniform) and weight each example's
+  // loss by 1 / (T p_t), which keeps the objective unbiased.
+  bool importance_sampling = false;
   double label_dropout = 0.1;  // conditional models: chance a label is replaced by "no label"           // 0: EMA equals the weights
   uint64_t seed = 0;
 };
@@ -42,7 +47,13 @@ struct TrainerPlan {
   Plan plan;
   size_t schedule = 0, params = 0, grads = 0, adam_m = 0, adam_v = 0, ema = 0;
   size_t x0 = 0, xt = 0, eps = 0, t = 0, labels = 0, bits = 0, d_out = 0, tape = 0, scratch = 0;
+  size_t loss_history = 0, weights = 0;
 };
+
+// Importance sampling keeps this many recent losses per timestep.
+constexpr uint32_t kLossHistory = 10;
+// Per timestep: kLossHistory losses and a count (always in checkpoints).
+constexpr size_t loss_history_floats(const ModelDesc& d) { return static_cast<size_t>(d.T) * (kLossHistory + 1); }
 
 constexpr TrainerPlan trainer_plan(const ModelDesc& d, uint32_t batch) {
   TrainerPlan s;
@@ -63,6 +74,8 @@ constexpr TrainerPlan trainer_plan(const ModelDesc& d, uint32_t batch) {
   s.d_out = s.plan.take_array<float>(static_cast<size_t>(batch) * output_width(d));
   s.tape = s.plan.take_array<float>(tape_layout(d, batch).total_floats);
   s.scratch = s.plan.take_array<float>(backward_scratch_floats(d, batch));
+  s.loss_history = s.plan.take_array<float>(loss_history_floats(d));
+  s.weights = s.plan.take_array<float>(2 * static_cast<size_t>(batch) + d.T);  // example weights, losses; p_t
   return s;
 }
 
@@ -77,7 +90,8 @@ constexpr size_t training_arena_bytes(const ModelDesc& d, uint32_t batch) {
 // generator is counter-based, so (seed, step) is its whole state.
 constexpr size_t kCheckpointTrailerBytes = 256;
 constexpr size_t checkpoint_bytes(const ModelDesc& d) {
-  return weights_file_bytes(d) + kCheckpointTrailerBytes + 3 * sizeof(float) * static_cast<size_t>(param_layout(d).total_floats);
+  return weights_file_bytes(d) + kCheckpointTrailerBytes + 3 * sizeof(float) * static_cast<size_t>(param_layout(d).total_floats) +
+         sizeof(float) * loss_history_floats(d);
 }
 
 class Trainer {
@@ -106,6 +120,13 @@ class Trainer {
   Status loss_and_gradients(const float* x0, const int32_t* t, const float* eps, float* loss,
                             const int32_t* labels = nullptr);
   Status apply_gradients();
+
+  // The last step's timesteps (B), each example's loss weight (B: 1 / (T p_t)
+  // with importance sampling, else 1) and the distribution t was drawn from
+  // (T; meaningful once importance sampling has taken over): for tests and monitoring.
+  const int32_t* last_timesteps() const { return t_; }
+  const float* last_example_weights() const { return example_weight_; }
+  const float* timestep_probabilities() const { return t_prob_; }
 
   // The learning rate the next update uses.
   double learning_rate() const;
@@ -155,6 +176,12 @@ class Trainer {
   float* d_out_ = nullptr;
   float* tape_ = nullptr;
   float* scratch_ = nullptr;
+  float* history_ = nullptr;        // T x kLossHistory losses, then T counts (as floats)
+  float* example_weight_ = nullptr;  // B: 1 / (T p_t), or 1
+  float* example_loss_ = nullptr;    // B: each example's unweighted loss
+  float* t_prob_ = nullptr;          // T: the current p_t
+  void draw_timesteps(uint64_t seed, uint32_t lo, uint32_t hi);
+  void record_losses();
 };
 
 }  // namespace md
