@@ -3,6 +3,11 @@
 #   fuzz_weights  md::load_weights, then model_forward / a Sampler on what loads
 #   fuzz_csv      md::cli::parse_csv (and format_csv -> parse_csv round trip)
 #   fuzz_args     md::cli::Args::parse and its typed getters (argv split at NUL)
+#   fuzz_checkpoint  md::convert::read_checkpoint (PyTorch zip and legacy
+#                 pickles, safetensors, .npy, .npz), then md::convert::convert
+#                 with --arch auto; what it writes must load
+#   fuzz_inflate  md::convert::inflate_raw, the converter's DEFLATE decoder
+#                 (checked against zlib when CMake finds it)
 # Each is built with clang++ -fsanitize=fuzzer,address,undefined
 # -fno-sanitize-recover=all (tests/fuzz/CMakeLists.txt, build dir build/fuzz)
 # and run for a bounded time from the committed seeds in tests/fuzz/corpus/.
@@ -11,7 +16,10 @@
 #
 # Environment: FUZZ_SECONDS (per target, default 60), FUZZ_TARGETS (default:
 # every tests/fuzz/fuzz_<name>.cpp), FUZZ_DIR (build/fuzz), JOBS (default 2),
-# FUZZ_CXX / FUZZ_CC (clang++ / clang).
+# FUZZ_CXX / FUZZ_CC (clang++ / clang). FUZZ_SECONDS_<name> sets one target's
+# time (FUZZ_SECONDS_inflate=600); without it, fuzz_inflate -- one small
+# function, saturated within seconds -- gets a third of FUZZ_SECONDS and every
+# other target FUZZ_SECONDS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -50,6 +58,16 @@ for t in $FUZZ_TARGETS; do targets+=("fuzz_$t"); done
 cmake --build "$FUZZ_DIR" -j"$JOBS" --target "${targets[@]}"
 echo "fuzz: built in $(( $(date +%s) - t0 ))s"
 
+# Seconds for target $1: FUZZ_SECONDS_<name>, else its share of FUZZ_SECONDS.
+seconds_for() {
+  local var="FUZZ_SECONDS_$1"
+  if [ -n "${!var:-}" ]; then echo "${!var}"; return; fi
+  case $1 in
+    inflate) echo $(( (FUZZ_SECONDS + 2) / 3 )) ;;
+    *) echo "$FUZZ_SECONDS" ;;
+  esac
+}
+
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 failed=()
@@ -61,11 +79,12 @@ for t in $FUZZ_TARGETS; do
   rm -f "$artifacts"/*               # only this run's findings are listed below
   dict=()
   [ -f "tests/fuzz/$t.dict" ] && dict=(-dict="tests/fuzz/$t.dict")
+  seconds=$(seconds_for "$t")
   echo
-  echo "== fuzz_$t for ${FUZZ_SECONDS}s (seeds tests/fuzz/corpus/$t, log $log) =="
+  echo "== fuzz_$t for ${seconds}s (seeds tests/fuzz/corpus/$t, log $log) =="
   t0=$(date +%s)
   rc=0
-  "$FUZZ_DIR/fuzz_$t" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+  "$FUZZ_DIR/fuzz_$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="$artifacts/" "${dict[@]}" "$work" "tests/fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
   # Belt and braces: a report in the log fails the run even if the exit code did not.
   if grep -qE "ERROR: (AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|libFuzzer)|runtime error:|invariant failed" "$log"; then
@@ -86,4 +105,4 @@ if [ ${#failed[@]} -gt 0 ]; then
   echo "fuzz: FAILED: ${failed[*]} ($(( $(date +%s) - start ))s)"
   exit 1
 fi
-echo "fuzz: all targets clean, ${FUZZ_SECONDS}s each, in $(( $(date +%s) - start ))s"
+echo "fuzz: all targets clean ($(echo $FUZZ_TARGETS)), ${FUZZ_SECONDS}s each (inflate $(seconds_for inflate)s), in $(( $(date +%s) - start ))s"

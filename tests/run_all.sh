@@ -31,6 +31,6 @@ fi
 step "ASan/UBSan over the whole suite, valgrind over the CLI (build/asan)"
 bash .ci/sanitize.sh
 
-step "libFuzzer over the weight-file, CSV and argument readers (build/fuzz)"
+step "libFuzzer over the weight-file, checkpoint-converter, inflate, CSV and argument readers (build/fuzz)"
 FUZZ_SECONDS=${FUZZ_SECONDS:-45} bash .ci/fuzz.sh
 echo; echo "all tests passed"

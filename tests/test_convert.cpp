@@ -899,3 +899,29 @@ TEST(ConvertHostile, HalfAndBfloat16Conversion) {
 }
 
 }  // namespace
+
+namespace {
+
+// Found by hand while fuzzing (docs/BAD_INPUT.md): a 32 KB .npz whose 300
+// entries share one deflated 16 MB record, and a 4.6 KB pickle of lists that
+// hold the same list twice, 20 levels deep, under a long key. Both once took
+// gigabytes; now each is refused before it costs anything.
+TEST(ConvertHostile, SharedZipRecordsAndPickleDagsAreRefusedCheaply) {
+  for (const char* name : {"hostile_overlap.npz", "hostile_dag.pt"}) {
+    const std::vector<uint8_t> bytes = read_bytes(fixture(name));
+    ASSERT_FALSE(bytes.empty()) << name;
+    cv::Checkpoint ck;
+    const std::string err = cv::read_checkpoint(bytes.data(), bytes.size(), &ck);
+    EXPECT_NE(err, "") << name;
+    EXPECT_TRUE(err.find("members overlap") != std::string::npos ||
+                err.find("too large to walk") != std::string::npos)
+        << name << ": " << err;
+  }
+}
+
+TEST_F(ConvertCli, ListEscapesControlBytesInTensorNames) {
+  const CliResult r = run_cli("convert " + fixture("hostile_esc.safetensors") + " --list");
+  for (char c : r.out) EXPECT_FALSE(c == '\x1b' || c == '\x07') << r.out;
+}
+
+}  // namespace

@@ -13,6 +13,7 @@
 #include "cli/common.h"
 #include "cli/csv.h"
 #include "convert/convert.h"
+#include "convert/internal.h"
 #include "microdiffusion/microdiffusion.h"
 #include "threads/thread_pool.h"
 
@@ -168,7 +169,8 @@ int convert_impl(const Args& args) {
     if (!err.empty()) return fail(cmd, "'" + in + "': " + err);
     std::printf("%s: %s, %zu tensors\n", in.c_str(), ck.format.c_str(), ck.tensors.size());
     for (const convert::TensorRef& t : ck.tensors)
-      std::printf("  %-40s %-9s %s\n", t.name.c_str(), convert::dtype_name(t.dtype), t.shape_string().c_str());
+      std::printf("  %-40s %-9s %s\n", convert::detail::printable(t.name).c_str(), convert::dtype_name(t.dtype),
+                  t.shape_string().c_str());  // names come from the file: control bytes escaped
     return 0;
   }
 

@@ -686,10 +686,12 @@ struct Flattener {
   std::vector<std::pair<std::string, uint32_t>> out;
   std::vector<uint32_t> path;  // containers being visited (cycle check)
   uint64_t visits = 0;
+  uint64_t name_bytes = 0;  // every name built: a shared sub-list (a DAG) repeats its names
   std::string error;
 
   bool visit(uint32_t v, const std::string& name, int depth) {
-    if (++visits > kMaxFlattenVisits) {
+    name_bytes += name.size();
+    if (++visits > kMaxFlattenVisits || name_bytes > (16u << 20)) {
       error = "the pickled structure is too large to walk";
       return false;
     }
@@ -733,7 +735,7 @@ struct Flattener {
 };
 
 std::string collect(const Unpickler& u, uint32_t root, bool big_endian, Checkpoint* out) {
-  Flattener f{u.pool, {}, {}, 0, ""};
+  Flattener f{u.pool, {}, {}, 0, 0, ""};
   if (!f.visit(root, "", 0)) return "pickle: " + f.error;
   std::set<std::string> names;
   for (const auto& [name, idx] : f.out) {

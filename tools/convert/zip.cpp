@@ -3,7 +3,9 @@
 // torch.save writes stored members with data descriptors and padding in the
 // local extra field; numpy writes ZIP64 extra fields (force_zip64). Sizes come
 // from the central directory.
+#include <algorithm>
 #include <cstring>
+#include <utility>
 #include <set>
 #include <string>
 #include <vector>
@@ -109,6 +111,17 @@ std::string zip_list(const uint8_t* data, size_t size, std::vector<ZipEntry>* en
     entries->push_back(std::move(z));
     p += kCentralBytes + name_len + extra_len + comment_len;
   }
+  // Members may not share or overlap their records: a small archive whose
+  // entries all point at one deflated record would otherwise inflate it once
+  // per entry (a 32 KB file asking for gigabytes).
+  std::vector<std::pair<uint64_t, uint64_t>> spans;  // [local header, end of data)
+  for (const ZipEntry& z : *entries) {
+    if (z.local_offset > size || z.csize > size) return "zip: member '" + printable(z.name) + "' lies outside the file";
+    spans.emplace_back(z.local_offset, z.local_offset + 30 + z.csize);  // 30: the fixed local header
+  }
+  std::sort(spans.begin(), spans.end());
+  for (size_t i = 1; i < spans.size(); ++i)
+    if (spans[i].first < spans[i - 1].second) return "zip: members overlap (their records share bytes)";
   return "";
 }
 
