@@ -925,3 +925,26 @@ TEST_F(ConvertCli, ListEscapesControlBytesInTensorNames) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(ConvertCli, ScheduleFromAConfigFileWithFlagsWinning) {
+  std::ofstream(dir + "/sched.cfg") << "# how the model was trained\nschedule = cosine\nprediction v\ndata moons\n";
+  CliResult r = run_cli("convert " + fixture("tutorial.pt") + " --config " + dir + "/sched.cfg --out " + dir + "/a.mdw");
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = run_cli("inspect " + dir + "/a.mdw");
+  EXPECT_NE(r.out.find("schedule: cosine"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("prediction v"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("data moons"), std::string::npos) << r.out;
+  r = run_cli("convert " + fixture("tutorial.pt") + " --config " + dir + "/sched.cfg --schedule linear --out " + dir +
+              "/b.mdw");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(run_cli("inspect " + dir + "/b.mdw").out.find("schedule: linear"), std::string::npos);
+  std::ofstream(dir + "/bad.cfg") << "T 20\nlearning-rate 3\n";
+  r = run_cli("convert " + fixture("tutorial.pt") + " --config " + dir + "/bad.cfg --out " + dir + "/c.mdw");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("bad.cfg:2: unknown setting 'learning-rate'"), std::string::npos) << r.out;
+  EXPECT_FALSE(file_exists(dir + "/c.mdw"));
+}
+
+}  // namespace

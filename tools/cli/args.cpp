@@ -111,4 +111,41 @@ std::string format_help(const char* usage, const char* summary, const std::vecto
   return h;
 }
 
+bool Args::merge_config(const std::string& text, const std::string& file, const std::vector<std::string>& allowed,
+                        std::string* error) {
+  size_t pos = 0, line_no = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(pos, end - pos);
+    pos = end + 1;
+    ++line_no;
+    const size_t hash = line.find('#');
+    if (hash != std::string::npos) line.resize(hash);
+    for (char& c : line)
+      if (c == '=' || c == '\t' || c == '\r') c = ' ';
+    const size_t a = line.find_first_not_of(' ');
+    if (a == std::string::npos) continue;
+    const size_t b = line.find(' ', a);
+    const size_t c = b == std::string::npos ? std::string::npos : line.find_first_not_of(' ', b);
+    const size_t d = c == std::string::npos ? std::string::npos : line.find(' ', c);
+    const std::string where = file + ":" + std::to_string(line_no) + ": ";
+    if (c == std::string::npos || (d != std::string::npos && line.find_first_not_of(' ', d) != std::string::npos)) {
+      *error = where + "expected 'name value'";
+      return false;
+    }
+    const std::string name = line.substr(a, b - a), value = line.substr(c, d == std::string::npos ? d : d - c);
+    bool ok = false;
+    for (const std::string& n : allowed) ok = ok || n == name;
+    if (!ok) {
+      std::string list;
+      for (const std::string& n : allowed) list += (list.empty() ? "" : ", ") + n;
+      *error = where + "unknown setting '" + name + "' (known: " + list + ")";
+      return false;
+    }
+    if (!values_.count(name)) values_[name] = value;
+  }
+  return true;
+}
+
 }  // namespace md::cli

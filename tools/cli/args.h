@@ -28,6 +28,11 @@ class Args {
            unsigned long long hi, unsigned long long* out, std::string* error) const;
   bool f64(const std::string& name, double fallback, double lo, double hi, double* out,
            std::string* error) const;
+  // Reads `name value` (or `name = value`) lines of a config file ('#'
+  // comments, blank lines) for flags not given on the command line, which
+  // wins. Only `allowed` names; false with *error naming the file and line.
+  bool merge_config(const std::string& text, const std::string& file, const std::vector<std::string>& allowed,
+                    std::string* error);
 
  private:
   std::map<std::string, std::string> values_;

@@ -51,6 +51,8 @@ const std::vector<FlagSpec> kConvertFlags = {
     {"data", "NAME", "training data name recorded in the file (e.g. swissroll; informational)"},
     {"list", nullptr, "print the checkpoint's tensors (after --key) and exit"},
     {"quiet", nullptr, "no summary"},
+    {"config", "FILE", "schedule and metadata as 'name value' lines: T, schedule, beta-start, beta-end, prediction, "
+                       "variance, data (flags win)"},
     {"dtype", "TYPE", "f32 | f16 | int8 (per output column): how weight matrices are stored (default: f32); "
                       "reports the largest output change on a probe batch. The input may also be a .mdw file"},
     {"help", nullptr, "show this help"},
@@ -105,9 +107,17 @@ bool requantize(const uint8_t* f32_file, size_t size, TensorDType dtype, std::ve
   return true;
 }
 
-int convert_impl(const Args& args) {
+int convert_impl(const Args& cli_args) {
   const char* cmd = "convert";
   std::string err;
+  Args args = cli_args;
+  if (args.has("config")) {
+    AlignedBuffer text;
+    if (!read_file(args.str("config"), &text, &err)) return fail(cmd, err);
+    if (!args.merge_config(std::string(text.data(), text.data() + text.size), args.str("config"),
+                           {"T", "schedule", "beta-start", "beta-end", "prediction", "variance", "data"}, &err))
+      return fail(cmd, err, 2);
+  }
   if (args.positional().size() != 1) return fail(cmd, "expected one checkpoint file (see --help)", 2);
   const bool list = args.has("list");
   if (!list && !args.has("out")) return fail(cmd, "--out is required (see --help)", 2);
