@@ -24,8 +24,12 @@ set(CMAKE_TRY_COMPILE_TARGET_TYPE STATIC_LIBRARY)
 
 # Every object (runtime, firmware, newlib's multilib choice) uses the same flags.
 # Sections per function/object so the firmware link drops what it does not use.
-set(CMAKE_C_FLAGS_INIT "${MD_CPU_FLAGS} -mthumb -ffunction-sections -fdata-sections")
-set(CMAKE_CXX_FLAGS_INIT "${MD_CPU_FLAGS} -mthumb -ffunction-sections -fdata-sections -fno-exceptions -fno-rtti -fno-threadsafe-statics -fno-use-cxa-atexit")
+# -fno-math-errno: nothing here reads errno after a math call, so GCC may use
+# the FPU's square root (and, on FPv5, its rounding instructions) inline
+# instead of calling newlib's errno-setting wrappers -- the same IEEE results
+# in less code (176 bytes on the Cortex-M4F sampler, 384 on the M55).
+set(CMAKE_C_FLAGS_INIT "${MD_CPU_FLAGS} -mthumb -ffunction-sections -fdata-sections -fno-math-errno")
+set(CMAKE_CXX_FLAGS_INIT "${MD_CPU_FLAGS} -mthumb -ffunction-sections -fdata-sections -fno-math-errno -fno-exceptions -fno-rtti -fno-threadsafe-statics -fno-use-cxa-atexit")
 set(CMAKE_ASM_FLAGS_INIT "${MD_CPU_FLAGS} -mthumb")
 set(CMAKE_EXE_LINKER_FLAGS_INIT "${MD_CPU_FLAGS} -mthumb -Wl,--gc-sections")
 

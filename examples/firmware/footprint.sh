@@ -11,7 +11,9 @@
 # of which `model` is the embedded weight file; data = initialised RAM (also
 # stored in flash); bss = zeroed RAM (the arena is here); stack = the main
 # stack reserved by the linker script; md code = the runtime's own functions
-# (symbols in namespace md).
+# (symbols in namespace md). The smallest sampler's table -- per model, weight
+# precision and batch, with the stack high-water mark and instructions per
+# step -- is footprint_table.sh's FOOTPRINT.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=1 minsize=0

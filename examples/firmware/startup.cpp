@@ -1,13 +1,15 @@
-// Cortex-M startup: the vector table, the reset handler (FPU on, .data copied
-// from flash, .bss zeroed, static constructors run, main called) and fault
-// handlers that report over semihosting. Symbols come from boards/sections.ld.
+// Cortex-M startup: the vector table, the reset handler (FPU on, stack painted,
+// .data copied from flash, .bss zeroed, static constructors run, main called)
+// and fault handlers that report over semihosting. Symbols come from
+// boards/sections.ld.
 #include <stdint.h>
 #include <string.h>
 
 #include "semihosting.h"
+#include "stack_usage.h"
 
 extern "C" {
-extern uint32_t __stack_top;
+extern uint32_t __stack_bottom, __stack_top;
 extern uint32_t __data_load, __data_start, __data_end;
 extern uint32_t __bss_start, __bss_end;
 typedef void (*InitFn)();
@@ -19,6 +21,8 @@ void md_fw_start();
 }
 
 namespace {
+
+constexpr uint32_t kStackPaint = 0xA5C3A5C3u;  // what unused stack words hold (stack_usage.h)
 
 [[noreturn]] void fault(const char* what) {
   // The faulting context is on the active stack; CFSR/HFSR say why.
@@ -75,10 +79,26 @@ extern "C" __attribute__((naked, noreturn)) void Reset_Handler() {
 
 extern "C" __attribute__((noreturn, used)) void md_fw_start() {
   // Word copies through volatile pointers, so the compiler cannot turn these
-  // loops into calls that might assume an initialised C library.
+  // loops into calls that might assume an initialised C library. First the
+  // stack below this frame gets the paint that fw::stack_used_bytes() looks for.
+  uint32_t* sp;
+  __asm__ volatile("mov %0, sp" : "=r"(sp));
+  for (volatile uint32_t* p = &__stack_bottom; p < sp;) *p++ = kStackPaint;
   const uint32_t* src = &__data_load;
   for (volatile uint32_t* dst = &__data_start; dst < &__data_end;) *dst++ = *src++;
   for (volatile uint32_t* dst = &__bss_start; dst < &__bss_end;) *dst++ = 0;
   for (InitFn* f = __init_array_start; f < __init_array_end; ++f) (*f)();
   fw::exit(main());
 }
+
+namespace fw {
+
+uint32_t stack_used_bytes() {
+  const volatile uint32_t* p = &__stack_bottom;
+  while (p < &__stack_top && *p == kStackPaint) ++p;
+  return static_cast<uint32_t>(&__stack_top - p) * sizeof(uint32_t);
+}
+
+uint32_t stack_size_bytes() { return static_cast<uint32_t>(&__stack_top - &__stack_bottom) * sizeof(uint32_t); }
+
+}  // namespace fw

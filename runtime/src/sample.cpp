@@ -31,6 +31,21 @@ uint32_t sort_unique(uint32_t* v, uint32_t n) {
   return m;
 }
 
+// rint(v) for v >= 0: below 2^52, v + 2^52 has an ulp of 1, so the addition
+// rounds v to an integer in the current rounding mode, as rint does, and the
+// subtraction is exact; from 2^52 up every double is an integer. Keeps libm's
+// rint out of images whose FPU has no double rounding instruction (Cortex-M4F:
+// 304 bytes). Needs double arithmetic without excess precision, and no
+// reassociation (GCC and Clang never reassociate without -ffast-math).
+inline double rint_nonnegative(double v) {
+#if defined(__FLT_EVAL_METHOD__) && __FLT_EVAL_METHOD__ != 0
+  return rint(v);
+#else
+  constexpr double kTwo52 = 4503599627370496.0;
+  return v < kTwo52 ? (v + kTwo52) - kTwo52 : v;
+#endif
+}
+
 }  // namespace
 
 const char* sampler_kind_name(SamplerKind k) {
@@ -88,9 +103,9 @@ Status make_timesteps(uint32_t T, Spacing spacing, uint32_t steps, uint32_t* out
   for (uint32_t i = 0; i < steps; ++i) {
     double v = 0.0;
     switch (spacing) {
-      case Spacing::kLinspace: v = steps == 1 ? T - 1.0 : rint((T - 1.0) * i / (steps - 1.0)); break;
+      case Spacing::kLinspace: v = steps == 1 ? T - 1.0 : rint_nonnegative((T - 1.0) * i / (steps - 1.0)); break;
       case Spacing::kLeading: v = static_cast<double>(i) * (T / steps); break;
-      case Spacing::kTrailing: v = rint(T - static_cast<double>(T) / steps * i) - 1.0; break;
+      case Spacing::kTrailing: v = rint_nonnegative(T - static_cast<double>(T) / steps * i) - 1.0; break;  // i < steps
       default: return make_status(StatusCode::kInvalidArgument, "unknown spacing");
     }
     if (v < 0.0) v = 0.0;
@@ -112,7 +127,8 @@ Status section_timesteps(uint32_t T, const uint32_t* counts, uint32_t n_sections
       return make_status(StatusCode::kInvalidArgument, "a section asks for more steps than it has (section, size)", i, size);
     const double stride = counts[i] <= 1 ? 1.0 : (size - 1.0) / (counts[i] - 1.0);
     double cur = 0.0;
-    for (uint32_t j = 0; j < counts[i]; ++j, cur += stride) out[n++] = start + static_cast<uint32_t>(rint(cur));
+    for (uint32_t j = 0; j < counts[i]; ++j, cur += stride)
+      out[n++] = start + static_cast<uint32_t>(rint_nonnegative(cur));
     start += size;
   }
   *count = sort_unique(out, n);

@@ -5,6 +5,8 @@
 #include <math.h>
 #include <string.h>
 
+#include <new>
+
 namespace md {
 namespace {
 
@@ -207,7 +209,10 @@ Status load_weights(const void* data, size_t size, LoadedWeights* out) {
   if (stored_crc != actual_crc)
     return make_status(StatusCode::kChecksumMismatch, "header checksum mismatch (stored, computed)", stored_crc, actual_crc);
 
-  ModelDesc desc;
+  // The description and layout are built in w itself (*out is still written
+  // only on success): separate ModelDesc and ParamLayout locals, or a
+  // temporary for `layout = param_layout(desc)`, would add 1.5 KB of stack.
+  ModelDesc& desc = w.model.desc;
   desc.D = rd32(p + kOffD);
   desc.T = rd32(p + kOffT);
   desc.n_classes = rd32(p + kOffClasses);
@@ -247,11 +252,10 @@ Status load_weights(const void* data, size_t size, LoadedWeights* out) {
   w.meta.train_steps = rd32(p + kOffTrainSteps);
   memcpy(w.meta.dataset, p + kOffDataset, sizeof(w.meta.dataset) - 1);
 
-  const ParamLayout layout = param_layout(desc);
+  // Initialised from the prvalue directly (C++17 guaranteed elision), not assigned.
+  const ParamLayout& layout = *new (&w.model.layout) ParamLayout(param_layout(desc));
   if (n_tensors != layout.n_tensors)
     return make_status(StatusCode::kBadFormat, "tensor count does not match the layer list", n_tensors, layout.n_tensors);
-  w.model.desc = desc;
-  w.model.layout = layout;
   uint64_t previous_end = w.header_bytes;
   for (uint32_t i = 0; i < n_tensors; ++i, rec += kWeightsTensorRecordBytes) {
     const TensorDesc& expect = layout.tensors[i];

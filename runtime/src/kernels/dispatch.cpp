@@ -149,11 +149,20 @@ uint32_t split_parts(int rows, int M, int K, int N) {
   return blocks < workers ? (blocks < 2 ? 1 : blocks) : workers;
 }
 
+// floor(blocks * i / n) for blocks >= 0 and i <= n <= kMaxParts, exactly, without
+// a 64-bit product: with blocks = q n + r, blocks i / n = q i + r i / n and
+// r i < n^2. (A 64-bit division would pull libgcc's __aeabi_ldivmod and
+// __udivmoddi4, about 860 bytes, into every Cortex-M image.)
+int split_point(int blocks, uint32_t i, uint32_t n) {
+  const uint32_t b = static_cast<uint32_t>(blocks);
+  return static_cast<int>(b / n * i + b % n * i / n);
+}
+
 // Rows [begin, end) of part i of n, in whole kSplitRows blocks (the last part takes the tail).
 void part_rows(int rows, uint32_t i, uint32_t n, int* begin, int* end) {
   const int blocks = rows / kSplitRows;
-  *begin = static_cast<int>(blocks * static_cast<int64_t>(i) / n) * kSplitRows;
-  *end = i + 1 == n ? rows : static_cast<int>(blocks * static_cast<int64_t>(i + 1) / n) * kSplitRows;
+  *begin = split_point(blocks, i, n) * kSplitRows;
+  *end = i + 1 == n ? rows : split_point(blocks, i + 1, n) * kSplitRows;
 }
 
 struct GemmJob {
