@@ -11,7 +11,16 @@
 //                              its ISA is SSE2 mul + add)
 //   act_fwd|act_bwd/<variant>/<activation>   elements per second
 //   adam_ema/<variant>         the optimizer update of the default model
-//   train_step/<variant>/...   whole training steps (forward, backward, Adam)
+//   train_step/<variant>/<model>/batch:B
+//                              whole training steps (minibatch, forward,
+//                              backward, Adam, EMA) of the default and tutorial
+//                              models at batch 1, 32, 256; <variant> is "auto"
+//                              (the label says which it picked) or "reference"
+//   sample_step/<variant>/<model>/batch:B
+//                              reverse DDPM steps through md::Sampler: a whole
+//                              sampling of B points over kSampleSteps respaced
+//                              steps per iteration; the counter "step" is the
+//                              time per step
 //   forward/<variant>/...      the default model's forward at the sampler's batch
 //
 // Speed targets live here, never in tests. Run e.g.
@@ -151,12 +160,19 @@ void BM_AdamEma(benchmark::State& state, const KernelTable* t) {
   state.counters["Mparam/s"] = benchmark::Counter(P * 1e-6, benchmark::Counter::kIsIterationInvariantRate);
 }
 
-void BM_TrainStep(benchmark::State& state, const char* variant, bool tutorial, uint32_t batch) {
+// The models the step benchmarks run, at their presets' T.
+struct StepModel {
+  const char* name;
+  md::ModelDesc desc;
+};
+const StepModel kStepModels[] = {{"default", md::preset_default()}, {"tutorial", md::preset_tutorial()}};
+
+void BM_TrainStep(benchmark::State& state, const char* variant, const md::ModelDesc& desc, uint32_t batch) {
   if (!md::select_kernel_variant(variant).ok()) {
     state.SkipWithError("variant not available");
     return;
   }
-  const md::ModelDesc desc = tutorial ? md::preset_tutorial() : md::preset_default();
+  state.SetLabel(md::kernel_variant());
   md::TrainConfig cfg;
   cfg.batch = batch;
   std::vector<unsigned char> buf(md::training_arena_bytes(desc, batch));
@@ -171,6 +187,39 @@ void BM_TrainStep(benchmark::State& state, const char* variant, bool tutorial, u
   md::make_dataset(md::Dataset::kSwissRoll, 1, 0, 10000, data.data());
   float loss;
   for (auto _ : state) benchmark::DoNotOptimize(trainer.step(data.data(), 10000, &loss));
+  md::select_kernel_variant("auto");
+}
+
+// Sampler has no single-step entry point: each iteration draws `batch`
+// points (one sampler batch) over kSampleSteps respaced DDPM steps, and the
+// "step" counter divides the time by the steps. The last step adds no noise;
+// the initial noise is one draw per point: both are small against a forward.
+constexpr uint32_t kSampleSteps = 20;
+
+void BM_SampleStep(benchmark::State& state, const char* variant, const md::ModelDesc& desc, uint32_t batch) {
+  if (!md::select_kernel_variant(variant).ok()) {
+    state.SkipWithError("variant not available");
+    return;
+  }
+  state.SetLabel(md::kernel_variant());
+  const std::vector<float> params = random_vector(md::param_layout(desc).total_floats, 11);
+  const md::Model model = md::bind_model(desc, params.data());
+  md::SamplerConfig cfg;
+  cfg.steps = kSampleSteps;
+  std::vector<unsigned char> buf(md::sampling_arena_bytes(desc, batch));
+  md::Arena arena(buf.data(), buf.size());
+  md::Sampler sampler;
+  if (!sampler.init(model, md::linear_schedule(desc.T), cfg, batch, arena).ok()) {
+    state.SkipWithError("init failed");
+    return;
+  }
+  std::vector<float> out(static_cast<size_t>(batch) * desc.D);
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(sampler.sample(1, 0, batch, out.data()));
+    benchmark::ClobberMemory();
+  }
+  state.counters["step"] = benchmark::Counter(sampler.steps(), benchmark::Counter::kIsIterationInvariantRate |
+                                                                   benchmark::Counter::kInvert);
   md::select_kernel_variant("auto");
 }
 
@@ -254,17 +303,22 @@ int main(int argc, char** argv) {
     }
     benchmark::RegisterBenchmark((std::string("adam_ema/") + v).c_str(), BM_AdamEma, t);
   }
+  // Whole steps: the best variant and the reference.
+  const struct {
+    const char* name;
+    void (*fn)(benchmark::State&, const char*, const md::ModelDesc&, uint32_t);
+  } steps[] = {{"train_step", BM_TrainStep}, {"sample_step", BM_SampleStep}};
+  const uint32_t step_batches[] = {1, 32, 256};
+  for (const auto& st : steps)
+    for (const char* v : {"auto", "reference"})
+      for (const StepModel& m : kStepModels)
+        for (uint32_t b : step_batches)
+          benchmark::RegisterBenchmark(
+              (std::string(st.name) + "/" + v + "/" + m.name + "/batch:" + std::to_string(b)).c_str(), st.fn, v,
+              m.desc, b)
+              ->Unit(benchmark::kMicrosecond);
   for (const char* v : variants) {
     if (!md::kernel_variant_available(v)) continue;
-    benchmark::RegisterBenchmark((std::string("train_step/") + v + "/default/batch:256").c_str(), BM_TrainStep, v,
-                                 false, 256u)
-        ->Unit(benchmark::kMicrosecond);
-    benchmark::RegisterBenchmark((std::string("train_step/") + v + "/tutorial/batch:32").c_str(), BM_TrainStep, v,
-                                 true, 32u)
-        ->Unit(benchmark::kMicrosecond);
-    benchmark::RegisterBenchmark((std::string("train_step/") + v + "/default/batch:32").c_str(), BM_TrainStep, v,
-                                 false, 32u)
-        ->Unit(benchmark::kMicrosecond);
     benchmark::RegisterBenchmark((std::string("forward/") + v + "/default/batch:2000").c_str(), BM_Forward, v,
                                  2000u)
         ->Unit(benchmark::kMicrosecond);
