@@ -18,6 +18,20 @@ schedule (the linear schedule at the model's T) and the same training recipe:
   * sampling: ancestral DDPM (Algorithm 2, sigma^2 = beta tilde) of all points
     in one batch, from N(0, I) noise.
 
+torch's BLAS matters: Debian's python3-torch (BLAS_INFO=generic) calls whatever
+libblas.so.3 resolves to, and netlib's reference BLAS (the default when no
+optimised one is installed) runs its GEMMs at a few GFLOP/s. The header names
+the library and torch's GEMM speed, and a warning says when it looks like the
+reference. For a fair comparison point LD_LIBRARY_PATH at OpenBLAS's OpenMP
+build, which shares torch's OpenMP threads (the pthreads build starts threads
+of its own and oversubscribes the cores at --threads 2):
+
+    apt-get download libopenblas0-openmp && dpkg -x libopenblas0-openmp_*.deb /tmp/openblas
+    LD_LIBRARY_PATH=/tmp/openblas/usr/lib/x86_64-linux-gnu/openblas-openmp /usr/bin/python3 bench/compare_pytorch.py
+
+The script sets OpenBLAS's thread count with torch's (torch.set_num_threads
+alone does not reach it).
+
 The PyTorch side is written as a PyTorch user would: one Python function per
 training step (forward, mse, backward, optimizer.step, torch._foreach_ EMA),
 and a Python loop over the timesteps under torch.inference_mode() to sample.
@@ -112,7 +126,9 @@ def torch_blas():
         except OSError:
             continue
         if hasattr(lib, "openblas_set_num_threads"):
-            return os.path.realpath(p), "OpenBLAS", lib.openblas_set_num_threads
+            parallel = lib.openblas_get_parallel() if hasattr(lib, "openblas_get_parallel") else -1
+            kind = {0: "OpenBLAS (sequential)", 1: "OpenBLAS (pthreads)", 2: "OpenBLAS (OpenMP)"}.get(parallel, "OpenBLAS")
+            return os.path.realpath(p), kind, lib.openblas_set_num_threads
         if hasattr(lib, "mkl_set_num_threads"):
             return os.path.realpath(p), "MKL", None
         if hasattr(lib, "bli_thread_set_num_threads"):
@@ -382,6 +398,9 @@ def main():
         warnings.append("torch runs its matrix products on " + blas_path + ", apparently an unoptimised reference "
                         "BLAS: point LD_LIBRARY_PATH at an optimised libblas.so.3 (e.g. OpenBLAS's directory) "
                         "for a fair comparison")
+    if blas_kind == "OpenBLAS (pthreads)" and max(thread_counts) > 1:
+        warnings.append("torch's OpenBLAS runs its own pthreads beside torch's OpenMP threads, which oversubscribes "
+                        "the cores at more than 1 thread: prefer OpenBLAS's OpenMP build (libopenblas0-openmp)")
     for w in warnings:
         print(f"warning: {w}")
     if args.json:
