@@ -545,6 +545,32 @@ std::vector<float> parse_floats(const std::string& csv) {
   return v;
 }
 
+TEST_F(ConvertCli, CustomBetaListFromAFileOrTheConfig) {
+  // The default fixture has no per-timestep tables, so T comes from the list.
+  std::string list = "# trained_betas\n";
+  for (int k = 0; k < 20; ++k) list += std::to_string(0.02 + 0.01 * k) + "\n";
+  std::ofstream(dir + "/betas.txt") << list;
+  CliResult r = run_cli("convert " + fixture("default_deflate.npz") + " --betas " + dir + "/betas.txt --out " + dir + "/m.mdw");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("schedule custom (20 betas) beta 0.02 -> 0.21"), std::string::npos) << r.out;
+  r = run_cli("inspect " + dir + "/m.mdw");
+  EXPECT_NE(r.out.find("schedule: custom (20 betas in the file)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("version 1.1"), std::string::npos) << r.out;
+  // The same through --config.
+  std::ofstream(dir + "/cfg.txt") << "betas " + dir + "/betas.txt\nprediction eps\n";
+  r = run_cli("convert " + fixture("default_deflate.npz") + " --config " + dir + "/cfg.txt --out " + dir + "/c.mdw");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(slurp(dir + "/c.mdw"), slurp(dir + "/m.mdw"));
+  // A list whose length is not the model's T, or next to --beta-start: refused, nothing written.
+  r = run_cli("convert " + fixture("default_deflate.npz") + " --betas " + dir + "/betas.txt --T 25 --out " + dir + "/x.mdw");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("lists 20 betas"), std::string::npos) << r.out;
+  r = run_cli("convert " + fixture("default_deflate.npz") + " --betas " + dir + "/betas.txt --beta-start 0.1 --out " +
+              dir + "/x.mdw");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_FALSE(file_exists(dir + "/x.mdw"));
+}
+
 TEST_F(ConvertCli, ConvertThenPredictMatchesPyTorch) {
   const Expected& e = Expected::get();
   for (const char* name : {"tutorial_legacy.pt", "default_deflate.npz"}) {

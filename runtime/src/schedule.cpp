@@ -18,6 +18,7 @@ const char* schedule_kind_name(ScheduleKind kind) {
     case ScheduleKind::kCosine: return "cosine";
     case ScheduleKind::kScaledLinear: return "scaled-linear";
     case ScheduleKind::kSigmoid: return "sigmoid";
+    case ScheduleKind::kCustom: return "custom";
   }
   return "unknown";
 }
@@ -58,6 +59,18 @@ bool prediction_from_name(const char* name, Prediction* out) {
   return false;
 }
 
+bool same_schedule(const ScheduleDesc& a, const ScheduleDesc& b) {
+  if (a.kind != b.kind || a.T != b.T || a.zero_terminal_snr != b.zero_terminal_snr) return false;
+  if (a.kind == ScheduleKind::kCustom) {
+    if (a.betas == nullptr || b.betas == nullptr) return a.betas == b.betas;
+    for (uint32_t k = 0; k < a.T; ++k)
+      if (a.betas[k] != b.betas[k]) return false;
+    return true;
+  }
+  return a.beta_start == b.beta_start && a.beta_end == b.beta_end && a.cosine_s == b.cosine_s &&
+         a.max_beta == b.max_beta;
+}
+
 Status validate_schedule(const ScheduleDesc& d) {
   if (d.T < 1 || d.T > kMaxTimesteps)
     return make_status(StatusCode::kInvalidArgument, "T must be in [1, 100000]", d.T, kMaxTimesteps);
@@ -77,6 +90,12 @@ Status validate_schedule(const ScheduleDesc& d) {
         return make_status(StatusCode::kInvalidArgument,
                            "cosine schedule needs 0 <= s < 1 and 0 < max_beta < 1");
       break;
+    case ScheduleKind::kCustom:
+      if (d.betas == nullptr) return make_status(StatusCode::kInvalidArgument, "custom schedule without its list of betas");
+      for (uint32_t k = 0; k < d.T; ++k)
+        if (!(d.betas[k] > 0.0f && d.betas[k] < 1.0f))  // also refuses NaN
+          return make_status(StatusCode::kInvalidArgument, "custom schedule: every beta must be in (0, 1) (step t)", k + 1);
+      break;
     default:
       return make_status(StatusCode::kInvalidArgument, "unknown schedule kind",
                          static_cast<uint32_t>(d.kind));
@@ -86,6 +105,7 @@ Status validate_schedule(const ScheduleDesc& d) {
 
 namespace {
 double base_beta(const ScheduleDesc& d, uint32_t k) {
+  if (d.kind == ScheduleKind::kCustom) return d.betas[k];
   const double T = d.T;
   if (d.kind == ScheduleKind::kCosine) {
     const double s = d.cosine_s;

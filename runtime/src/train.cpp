@@ -389,7 +389,7 @@ void read_block(float* v, const uint8_t* in, size_t n) {
 Status Trainer::write_checkpoint(const WeightsMeta& meta_in, uint32_t data_crc, uint8_t* out, size_t capacity,
                                  size_t* written) const {
   if (params_ == nullptr) return make_status(StatusCode::kInvalidArgument, "trainer used before init");
-  const size_t total = checkpoint_bytes(desc_);
+  const size_t total = checkpoint_bytes(desc_, stored_beta_count(schedule_desc_));
   if (capacity < total)
     return make_status(StatusCode::kOutOfMemory, "output buffer too small for the checkpoint", total, capacity);
   WeightsMeta meta = meta_in;
@@ -450,11 +450,11 @@ Status Trainer::restore_checkpoint(const void* data, size_t size, uint32_t data_
   for (uint32_t l = 0; same_model && l < desc_.n_layers; ++l)
     same_model = memcmp(&w.model.desc.layers[l], &desc_.layers[l], sizeof(LayerDesc)) == 0;
   if (!same_model) return make_status(StatusCode::kInvalidArgument, "checkpoint holds a different model");
-  if (memcmp(&w.schedule, &schedule_desc_, sizeof(ScheduleDesc)) != 0)
+  if (!same_schedule(w.schedule, schedule_desc_))
     return make_status(StatusCode::kInvalidArgument, "checkpoint was made with a different noise schedule");
   const size_t P = layout_.total_floats;
-  const size_t need = checkpoint_bytes(desc_);
-  if (w.file_bytes != weights_file_bytes(desc_) || size < need)
+  const size_t need = checkpoint_bytes(desc_, stored_beta_count(schedule_desc_));
+  if (w.file_bytes != weights_file_bytes(desc_, schedule_desc_) || size < need)
     return make_status(StatusCode::kTruncated, "checkpoint is truncated (needed, have)", need, size);
   const uint8_t* tr = p + w.file_bytes;
   if (memcmp(tr, kCheckpointMagic, 8) != 0)

@@ -83,8 +83,9 @@ Status write_weights(const ModelDesc& desc, const ScheduleDesc& schedule, const 
     return make_status(StatusCode::kInvalidArgument, "a learned variance needs a network with 2D outputs");
   if (static_cast<uint32_t>(meta.weight_dtype) >= kTensorDTypeCount)
     return make_status(StatusCode::kInvalidArgument, "unknown weight dtype", static_cast<uint32_t>(meta.weight_dtype));
-  const size_t header = weights_header_bytes(desc);
-  const size_t total = weights_file_bytes(desc, meta.weight_dtype);
+  const uint32_t n_betas = stored_beta_count(schedule);
+  const size_t header = weights_header_bytes(desc, n_betas);
+  const size_t total = weights_file_bytes(desc, meta.weight_dtype, n_betas);
   if (capacity < total)
     return make_status(StatusCode::kOutOfMemory, "output buffer too small for the weight file", total, capacity);
   const ParamLayout layout = param_layout(desc);
@@ -97,7 +98,7 @@ Status write_weights(const ModelDesc& desc, const ScheduleDesc& schedule, const 
   memset(out, 0, total);
   memcpy(out + kOffMagic, kWeightsMagic, 8);
   wr16(out + kOffMajor, kWeightsVersionMajor);
-  wr16(out + kOffMinor, kWeightsVersionMinor);
+  wr16(out + kOffMinor, n_betas ? kWeightsVersionMinor : 0);
   wr32(out + kOffHeaderBytes, static_cast<uint32_t>(header));
   wr64(out + kOffFileBytes, total);
   wr32(out + kOffD, desc.D);
@@ -170,6 +171,7 @@ Status write_weights(const ModelDesc& desc, const ScheduleDesc& schedule, const 
     wr64(rec + 24, offset);
     offset += align_up(nbytes);
   }
+  for (uint32_t k = 0; k < n_betas; ++k, rec += 4) wrf32(rec, schedule.betas[k]);
   wr32(out + kOffHeaderCrc, header_crc(out, static_cast<size_t>(rec - out)));
   *written = total;
   return Status::Ok();
@@ -202,10 +204,17 @@ Status load_weights(const void* data, size_t size, LoadedWeights* out) {
     return make_status(StatusCode::kBadFormat, "too many layers or tensors", n_layers, kMaxLayers);
   const size_t tables_end = kWeightsFixedHeaderBytes + kWeightsLayerRecordBytes * n_layers +
                             kWeightsTensorRecordBytes * n_tensors;
-  if (w.header_bytes < tables_end || w.header_bytes > w.file_bytes)
+  // A custom schedule's T betas follow the tensor table (format 1.1).
+  const uint32_t kind_field = rd32(p + kOffSchedKind);
+  const bool custom = (kind_field & ~kScheduleZeroTerminalSnrBit) == static_cast<uint32_t>(ScheduleKind::kCustom);
+  const uint32_t sched_T = rd32(p + kOffSchedT);
+  if (custom && sched_T > kMaxTimesteps)
+    return make_status(StatusCode::kBadFormat, "custom schedule T is too large", sched_T, kMaxTimesteps);
+  const size_t betas_end = tables_end + (custom ? sizeof(float) * static_cast<size_t>(sched_T) : 0);
+  if (w.header_bytes < betas_end || w.header_bytes > w.file_bytes)
     return make_status(StatusCode::kBadFormat, "header size field is inconsistent", w.header_bytes, w.file_bytes);
   const uint32_t stored_crc = rd32(p + kOffHeaderCrc);
-  const uint32_t actual_crc = header_crc(p, tables_end);
+  const uint32_t actual_crc = header_crc(p, betas_end);
   if (stored_crc != actual_crc)
     return make_status(StatusCode::kChecksumMismatch, "header checksum mismatch (stored, computed)", stored_crc, actual_crc);
 
@@ -233,10 +242,10 @@ Status load_weights(const void* data, size_t size, LoadedWeights* out) {
     L.x_scale = rdf32(rec + 28);
   }
   MD_RETURN_IF_ERROR(validate_model(desc));
-  const uint32_t kind_field = rd32(p + kOffSchedKind);
   w.schedule.kind = static_cast<ScheduleKind>(kind_field & ~kScheduleZeroTerminalSnrBit);
   w.schedule.zero_terminal_snr = (kind_field & kScheduleZeroTerminalSnrBit) ? 1 : 0;
-  w.schedule.T = rd32(p + kOffSchedT);
+  w.schedule.T = sched_T;
+  if (custom) w.schedule.betas = reinterpret_cast<const float*>(p + tables_end);  // validated just below
   w.schedule.beta_start = rdf32(p + kOffBetaStart);
   w.schedule.beta_end = rdf32(p + kOffBetaEnd);
   w.schedule.cosine_s = rdf32(p + kOffCosineS);

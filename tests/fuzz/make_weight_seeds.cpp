@@ -20,7 +20,7 @@ bool write_seed(const std::string& dir, const char* name, const md::ModelDesc& d
   for (uint32_t i = 0; i < lay.n_tensors; ++i)
     for (uint32_t j = 0; j < lay.tensors[i].count(); ++j)
       params[lay.tensors[i].offset + j] = 0.05f * static_cast<float>((i * 7 + j * 3) % 11) - 0.25f;
-  std::vector<Block> out(md::weights_file_bytes(desc) / 64 + 1);
+  std::vector<Block> out(md::weights_file_bytes(desc, sched) / 64 + 1);
   md::WeightsMeta meta;
   meta.variance = variance;
   meta.prediction = prediction;
@@ -87,5 +87,11 @@ int main(int argc, char** argv) {
   sigmoid.kind = md::ScheduleKind::kSigmoid;
   ok &= write_seed(dir, "tutorial_v_sigmoid.mdw", md::preset_tutorial(2, 6, 3), sigmoid, md::Variance::kFixedLarge,
                    md::Prediction::kV);
+  // Custom schedule (format 1.1): the beta list follows the tensor table, rescaled to zero terminal SNR.
+  static const float kBetas[5] = {0.01f, 0.2f, 0.05f, 0.4f, 0.3f};
+  md::ScheduleDesc custom = md::custom_schedule(kBetas, 5);
+  custom.zero_terminal_snr = 1;
+  ok &= write_seed(dir, "tutorial_custom_betas_zsnr.mdw", md::preset_tutorial(2, 5, 3), custom,
+                   md::Variance::kFixedSmall, md::Prediction::kV);
   return ok ? 0 : 1;
 }

@@ -85,7 +85,9 @@ const std::vector<FlagSpec> kTrainFlags = {
     {"ema", "X", "EMA decay of the weights (default: 0.995)"},
     {"no-ema", nullptr, "write the raw weights instead of their EMA"},
     {"T", "N", "diffusion steps (default: 200 for default, 100 for tutorial)"},
-    {"schedule", "NAME", "linear | cosine | scaled-linear | sigmoid (default: linear)"},
+    {"schedule", "NAME", "linear | cosine | scaled-linear | sigmoid | custom (default: linear)"},
+    {"betas", "FILE", "custom schedule: beta_1 .. beta_T, whitespace- or comma-separated, '#' comments; "
+                      "T is their count (implies --schedule custom)"},
     {"beta-start", "X", "linear schedule first beta (default: 1e-4 * 1000/T)"},
     {"beta-end", "X", "linear schedule last beta (default: 0.02 * 1000/T)"},
     {"hidden", "N", "hidden width (default: 128)"},
@@ -114,7 +116,7 @@ extern "C" void on_sigint(int) { g_interrupted = 1; }
 
 bool save_checkpoint(const Trainer& trainer, const WeightsMeta& meta, uint32_t data_crc, const std::string& path,
                      std::string* err) {
-  std::vector<uint8_t> bytes(checkpoint_bytes(trainer.desc()));
+  std::vector<uint8_t> bytes(trainer.checkpoint_size());
   size_t written = 0;
   const Status s = trainer.write_checkpoint(meta, data_crc, bytes.data(), bytes.size(), &written);
   if (!s.ok()) {
@@ -134,17 +136,26 @@ int train_impl(const Args& args) {
   const std::string model_name = args.str("model", "default");
   if (model_name != "default" && model_name != "tutorial")
     return fail(cmd, "--model must be default or tutorial, got '" + model_name + "'", 2);
-  const std::string sched_name = args.str("schedule", "linear");
+  const std::string sched_name = args.str("schedule", args.has("betas") ? "custom" : "linear");
   ScheduleKind sched_kind = ScheduleKind::kLinear;
   if (!schedule_kind_from_name(sched_name.c_str(), &sched_kind))
-    return fail(cmd, "--schedule must be linear, cosine, scaled-linear or sigmoid, got '" + sched_name + "'", 2);
+    return fail(cmd, "--schedule must be linear, cosine, scaled-linear, sigmoid or custom, got '" + sched_name + "'", 2);
+  std::vector<float> betas;  // the custom schedule's; outlives the trainer
+  if ((sched_kind == ScheduleKind::kCustom) != args.has("betas"))
+    return fail(cmd, "--betas FILE and --schedule custom go together", 2);
+  if (sched_kind == ScheduleKind::kCustom) {
+    if (args.has("beta-start") || args.has("beta-end"))
+      return fail(cmd, "--beta-start/--beta-end do not apply to a custom schedule", 2);
+    if (!read_betas(args.str("betas"), &betas, &err)) return fail(cmd, err, 2);
+    if (betas.size() < 2) return fail(cmd, "--betas: a schedule needs at least 2 steps", 2);
+  }
   const bool tutorial = model_name == "tutorial";
   unsigned long long steps, batch, warmup, T, hidden, n_data, seed, checkpoint_every;
   double lr, wd, clip, ema, beta_start, beta_end, min_snr, label_dropout;
   if (!args.u64("steps", 3000, 1, 100000000, &steps, &err) ||
       !args.u64("batch", 256, 1, 65536, &batch, &err) ||
       !args.u64("warmup", 100, 0, 100000000, &warmup, &err) ||
-      !args.u64("T", tutorial ? 100 : 200, 2, kMaxTimesteps, &T, &err) ||
+      !args.u64("T", !betas.empty() ? betas.size() : tutorial ? 100 : 200, 2, kMaxTimesteps, &T, &err) ||
       !args.u64("hidden", 128, 1, 4096, &hidden, &err) ||
       !args.u64("n-data", 100000, 1, 100000000, &n_data, &err) ||
       !args.u64("seed", 0, 0, ~0ull, &seed, &err) ||
@@ -156,6 +167,9 @@ int train_impl(const Args& args) {
       !args.f64("min-snr", 0.0, 0.0, 1e6, &min_snr, &err) ||
       !args.f64("label-dropout", 0.1, 0.0, 1.0, &label_dropout, &err))
     return fail(cmd, err, 2);
+  if (!betas.empty() && T != betas.size())
+    return fail(cmd, "--T " + std::to_string(T) + " differs from the " + std::to_string(betas.size()) + " betas in '" +
+                         args.str("betas") + "'", 2);
   Prediction prediction = Prediction::kEpsilon;
   if (!prediction_from_name(args.str("prediction", "eps").c_str(), &prediction))
     return fail(cmd, "--prediction must be eps, x0 or v, got '" + args.str("prediction") + "'", 2);
@@ -167,6 +181,7 @@ int train_impl(const Args& args) {
     return fail(cmd, err, 2);
   schedule.beta_start = static_cast<float>(beta_start);
   schedule.beta_end = static_cast<float>(beta_end);
+  if (sched_kind == ScheduleKind::kCustom) schedule.betas = betas.data();
   schedule.zero_terminal_snr = args.has("zero-terminal-snr") ? 1 : 0;
   if (schedule.zero_terminal_snr && prediction == Prediction::kEpsilon)
     return fail(cmd, "--zero-terminal-snr needs --prediction v (or x0): at alpha_bar_T = 0 an eps prediction says "
@@ -311,7 +326,7 @@ int train_impl(const Args& args) {
   if (!quiet && tty) std::fputc('\n', stderr);
 
   meta.train_steps = static_cast<uint32_t>(steps > 0xFFFFFFFFull ? 0xFFFFFFFFull : steps);
-  std::vector<uint8_t> file(weights_file_bytes(desc));
+  std::vector<uint8_t> file(weights_file_bytes(desc, schedule));
   size_t written = 0;
   s = write_weights(desc, schedule, meta, meta.is_ema ? trainer.ema() : trainer.params(), file.data(),
                     file.size(), &written);
@@ -600,7 +615,10 @@ int inspect_impl(const Args& args) {
   if (d.n_classes) std::printf(", conditional on %u classes", d.n_classes);
   std::printf("\n");
   std::printf("schedule: %s", schedule_kind_name(w.schedule.kind));
-  if (w.schedule.kind != ScheduleKind::kCosine)
+  if (w.schedule.kind == ScheduleKind::kCustom)
+    std::printf(" (%u betas in the file) beta %.6g -> %.6g", w.schedule.T, w.schedule.betas[0],
+                w.schedule.betas[w.schedule.T - 1]);
+  else if (w.schedule.kind != ScheduleKind::kCosine)
     std::printf(" beta %.6g -> %.6g", w.schedule.beta_start, w.schedule.beta_end);
   else
     std::printf(" s=%.6g max_beta=%.6g", w.schedule.cosine_s, w.schedule.max_beta);

@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "plot/png.h"
@@ -58,6 +59,44 @@ bool write_bytes(const std::string& path, const std::vector<uint8_t>& bytes, std
 }
 bool write_text(const std::string& path, const std::string& text, std::string* error) {
   return write_bytes(path, std::vector<uint8_t>(text.begin(), text.end()), error);
+}
+
+bool read_betas(const std::string& path, std::vector<float>* out, std::string* error) {
+  AlignedBuffer file;
+  if (!read_file(path, &file, error)) return false;
+  const std::string text(file.data(), file.data() + file.size);
+  std::vector<float> betas;
+  size_t line = 1;
+  for (size_t i = 0; i < text.size();) {
+    const char c = text[i];
+    if (c == '\n') ++line;
+    if (c == '#') {
+      while (i < text.size() && text[i] != '\n') ++i;
+      continue;
+    }
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == ',') {
+      ++i;
+      continue;
+    }
+    size_t end = i;
+    while (end < text.size() && !std::strchr(" \t\r\n,#", text[end])) ++end;
+    const std::string token = text.substr(i, end - i);
+    char* stop = nullptr;
+    const double v = std::strtod(token.c_str(), &stop);
+    const std::string where = "'" + path + "' line " + std::to_string(line);
+    if (stop != token.c_str() + token.size() || token.empty())
+      return *error = where + ": '" + token + "' is not a number", false;
+    const float f = static_cast<float>(v);
+    if (!(f > 0.0f && f < 1.0f))
+      return *error = where + ": beta " + token + " is not in (0, 1)", false;
+    if (betas.size() >= kMaxTimesteps)
+      return *error = "'" + path + "' holds more than " + std::to_string(kMaxTimesteps) + " betas", false;
+    betas.push_back(f);
+    i = end;
+  }
+  if (betas.empty()) return *error = "'" + path + "' holds no betas", false;
+  *out = std::move(betas);
+  return true;
 }
 
 DataSpec parse_data_spec(const std::string& arg) {

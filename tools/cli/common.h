@@ -36,6 +36,11 @@ bool load_model_file(const std::string& path, AlignedBuffer* buffer, LoadedWeigh
 bool write_bytes(const std::string& path, const std::vector<uint8_t>& bytes, std::string* error);
 bool write_text(const std::string& path, const std::string& text, std::string* error);
 
+// A custom noise schedule's betas: numbers separated by whitespace, commas or
+// newlines, '#' starts a comment; each must be in (0, 1) as a float. At most
+// kMaxTimesteps of them. Errors name the line.
+bool read_betas(const std::string& path, std::vector<float>* out, std::string* error);
+
 // A built-in dataset name or a CSV path.
 struct DataSpec {
   bool builtin = false;

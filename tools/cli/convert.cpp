@@ -43,7 +43,9 @@ const std::vector<FlagSpec> kConvertFlags = {
     {"map", "FILE", "mapping file for any other MLP (docs/CONVERT.md); replaces --arch"},
     {"key", "PATH", "the state_dict inside a wrapped checkpoint, e.g. model, ema, ema.shadow"},
     {"T", "N", "diffusion steps (default: the rows of the per-timestep tables; required without them)"},
-    {"schedule", "NAME", "linear | cosine | scaled-linear | sigmoid (default: linear)"},
+    {"schedule", "NAME", "linear | cosine | scaled-linear | sigmoid | custom (default: linear)"},
+    {"betas", "FILE", "custom schedule: beta_1 .. beta_T, whitespace- or comma-separated, '#' comments "
+                      "(e.g. diffusers' trained_betas; implies --schedule custom)"},
     {"beta-start", "X", "first beta, not for cosine (default: 1e-4 * 1000/T; the tutorial: sigmoid 1e-5 to 1e-2)"},
     {"beta-end", "X", "last beta, not for cosine (default: 0.02 * 1000/T)"},
     {"prediction", "WHAT", "what the network predicts: eps | x0 | v (default: eps)"},
@@ -51,7 +53,7 @@ const std::vector<FlagSpec> kConvertFlags = {
     {"data", "NAME", "training data name recorded in the file (e.g. swissroll; informational)"},
     {"list", nullptr, "print the checkpoint's tensors (after --key) and exit"},
     {"quiet", nullptr, "no summary"},
-    {"config", "FILE", "schedule and metadata as 'name value' lines: T, schedule, beta-start, beta-end, prediction, "
+    {"config", "FILE", "schedule and metadata as 'name value' lines: T, schedule, betas, beta-start, beta-end, prediction, "
                        "variance, data (flags win)"},
     {"dtype", "TYPE", "f32 | f16 | int8 (per output column): how weight matrices are stored (default: f32); "
                       "reports the largest output change on a probe batch. The input may also be a .mdw file"},
@@ -78,7 +80,7 @@ bool requantize(const uint8_t* f32_file, size_t size, TensorDType dtype, std::ve
   WeightsMeta meta = w.meta;
   meta.weight_dtype = dtype;
   AlignedBuffer q;
-  q.resize(weights_file_bytes(d, dtype));
+  q.resize(weights_file_bytes(d, w.schedule, dtype));
   size_t written = 0;
   s = write_weights(d, w.schedule, meta, params.data(), q.data(), q.size, &written);
   if (!s.ok()) return *err = describe(s), false;
@@ -115,7 +117,7 @@ int convert_impl(const Args& cli_args) {
     AlignedBuffer text;
     if (!read_file(args.str("config"), &text, &err)) return fail(cmd, err);
     if (!args.merge_config(std::string(text.data(), text.data() + text.size), args.str("config"),
-                           {"T", "schedule", "beta-start", "beta-end", "prediction", "variance", "data"}, &err))
+                           {"T", "schedule", "betas", "beta-start", "beta-end", "prediction", "variance", "data"}, &err))
       return fail(cmd, err, 2);
   }
   if (args.positional().size() != 1) return fail(cmd, "expected one checkpoint file (see --help)", 2);
@@ -126,11 +128,15 @@ int convert_impl(const Args& cli_args) {
   if (o.arch != "auto" && o.arch != "tutorial" && o.arch != "default")
     return fail(cmd, "--arch must be auto, tutorial or default, got '" + o.arch + "'", 2);
   if (args.has("map") && args.has("arch")) return fail(cmd, "--map and --arch exclude each other", 2);
-  const std::string sched = args.str("schedule", "linear");
+  const std::string sched = args.str("schedule", args.has("betas") ? "custom" : "linear");
   if (!schedule_kind_from_name(sched.c_str(), &o.schedule))
-    return fail(cmd, "--schedule must be linear, cosine, scaled-linear or sigmoid, got '" + sched + "'", 2);
-  if (o.schedule == ScheduleKind::kCosine && (args.has("beta-start") || args.has("beta-end")))
-    return fail(cmd, "--beta-start/--beta-end do not apply to the cosine schedule", 2);
+    return fail(cmd, "--schedule must be linear, cosine, scaled-linear, sigmoid or custom, got '" + sched + "'", 2);
+  if ((o.schedule == ScheduleKind::kCosine || o.schedule == ScheduleKind::kCustom) &&
+      (args.has("beta-start") || args.has("beta-end")))
+    return fail(cmd, "--beta-start/--beta-end do not apply to the " + sched + " schedule", 2);
+  if ((o.schedule == ScheduleKind::kCustom) != args.has("betas"))
+    return fail(cmd, "--betas FILE and --schedule custom go together", 2);
+  if (args.has("betas") && !read_betas(args.str("betas"), &o.betas, &err)) return fail(cmd, err, 2);
   if (!prediction_from_name(args.str("prediction", "eps").c_str(), &o.meta.prediction))
     return fail(cmd, "--prediction must be eps, x0 or v, got '" + args.str("prediction") + "'", 2);
   unsigned long long T;
@@ -218,7 +224,9 @@ int convert_impl(const Args& cli_args) {
     if (d.n_classes) std::fprintf(stderr, ", %u classes", d.n_classes);
     std::fprintf(stderr, ", prediction %s, schedule %s", prediction_name(o.meta.prediction),
                  schedule_kind_name(r.schedule.kind));
-    if (r.schedule.kind != ScheduleKind::kCosine)
+    if (r.schedule.kind == ScheduleKind::kCustom)
+      std::fprintf(stderr, " (%u betas) beta %.6g -> %.6g", d.T, r.betas.front(), r.betas.back());
+    else if (r.schedule.kind != ScheduleKind::kCosine)
       std::fprintf(stderr, " beta %.6g -> %.6g", r.schedule.beta_start, r.schedule.beta_end);
     std::fprintf(stderr, "; wrote %s (%zu bytes)\n", args.str("out").c_str(), r.mdw.size());
   }

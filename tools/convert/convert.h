@@ -116,6 +116,7 @@ struct ConvertOptions {
   ScheduleKind schedule = ScheduleKind::kLinear;  // any kind; defaults as `microdiffusion train`
   double beta_start = 0.0;     // 0: linear_schedule(T)'s (not for cosine)
   double beta_end = 0.0;
+  std::vector<float> betas;    // kCustom: beta_1 .. beta_T (T defaults to their count)
   WeightsMeta meta;            // prediction (eps, x0, v), variance, is_ema, dataset name
 };
 
@@ -123,7 +124,8 @@ struct ConvertResult {
   std::string arch;
   std::string format;
   Converted model;
-  ScheduleDesc schedule;
+  ScheduleDesc schedule;     // a custom schedule's betas point into `betas`
+  std::vector<float> betas;
   std::vector<uint8_t> mdw;  // the weight file
 };
 

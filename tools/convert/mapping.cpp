@@ -519,20 +519,28 @@ std::string convert(const uint8_t* data, size_t size, const ConvertOptions& o, C
   ConvertResult r;
   r.arch = spec.arch;
   r.format = ck.format;
-  err = build_model(spec, ck, o.T, &r.model);
+  const bool custom = o.schedule == ScheduleKind::kCustom;
+  if (custom && o.betas.empty()) return "a custom schedule needs its betas";
+  err = build_model(spec, ck, o.T == 0 && custom ? static_cast<uint32_t>(o.betas.size()) : o.T, &r.model);
   if (!err.empty()) return err;
   const uint32_t T = r.model.desc.T;
+  if (custom && o.betas.size() != T)
+    return "the model has T = " + std::to_string(T) + " but the custom schedule lists " +
+           std::to_string(o.betas.size()) + " betas";
   // As `microdiffusion train`: cosine_schedule(T), or linear_schedule(T)'s betas for the
   // linear, scaled-linear and sigmoid kinds, overridden by beta_start/beta_end.
   r.schedule = o.schedule == ScheduleKind::kCosine ? cosine_schedule(T) : linear_schedule(T);
   r.schedule.kind = o.schedule;
-  if (o.schedule != ScheduleKind::kCosine) {
+  if (custom) {
+    r.betas = o.betas;
+    r.schedule.betas = r.betas.data();  // survives the move into *out: a vector's buffer moves with it
+  } else if (o.schedule != ScheduleKind::kCosine) {
     if (o.beta_start > 0.0) r.schedule.beta_start = static_cast<float>(o.beta_start);
     if (o.beta_end > 0.0) r.schedule.beta_end = static_cast<float>(o.beta_end);
   }
   Status s = validate_schedule(r.schedule);
   if (!s.ok()) return std::string("schedule: ") + s.message;
-  r.mdw.assign(weights_file_bytes(r.model.desc), 0);
+  r.mdw.assign(weights_file_bytes(r.model.desc, r.schedule), 0);
   size_t written = 0;
   s = write_weights(r.model.desc, r.schedule, o.meta, r.model.params.data(), r.mdw.data(), r.mdw.size(), &written);
   if (!s.ok()) return std::string("writing the weight file: ") + s.message;

@@ -23,8 +23,9 @@ enum class ScheduleKind : uint32_t {
   kCosine = 1,  // alpha_bar = cos^2(((t/T + s)/(1 + s)) pi/2), beta capped (Nichol & Dhariwal)
   kScaledLinear = 2,  // sqrt(beta) linear from sqrt(beta_start) to sqrt(beta_end) (Stable Diffusion)
   kSigmoid = 3,       // beta_start + (beta_end - beta_start) sigmoid(linspace(-6, 6, T)) (the swiss-roll tutorial)
+  kCustom = 4,        // beta_1..beta_T given as a list (ScheduleDesc::betas; stored in the weight file)
 };
-constexpr uint32_t kScheduleKindCount = 4;
+constexpr uint32_t kScheduleKindCount = 5;
 
 struct ScheduleDesc {
   ScheduleKind kind = ScheduleKind::kLinear;
@@ -40,7 +41,23 @@ struct ScheduleDesc {
   // eps prediction carries no information about x_0 at T), and the ODE sampler,
   // whose time variable is infinite at T, is not available.
   uint32_t zero_terminal_snr = 0;
+  // kCustom only: T betas, each in (0, 1), owned by the caller (a weight file
+  // points it into its own bytes). Read while building the schedule's tables;
+  // it must outlive whatever holds this description.
+  const float* betas = nullptr;
 };
+// The schedule a list of betas defines (beta[k] for step t = k + 1).
+constexpr ScheduleDesc custom_schedule(const float* betas, uint32_t T) {
+  ScheduleDesc d;
+  d.kind = ScheduleKind::kCustom;
+  d.T = T;
+  d.betas = betas;
+  return d;
+}
+// Floats of beta list a weight file holds for this schedule (T for kCustom, else 0).
+constexpr uint32_t stored_beta_count(const ScheduleDesc& d) { return d.kind == ScheduleKind::kCustom ? d.T : 0; }
+// Same schedule: same kind, T, parameters and (kCustom) the same beta values.
+bool same_schedule(const ScheduleDesc& a, const ScheduleDesc& b);
 // Weight files store zero_terminal_snr as this bit of the schedule-kind field,
 // so readers that predate it refuse such files as an unknown schedule kind.
 constexpr uint32_t kScheduleZeroTerminalSnrBit = 0x100;

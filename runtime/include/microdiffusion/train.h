@@ -89,8 +89,8 @@ constexpr size_t training_arena_bytes(const ModelDesc& d, uint32_t batch) {
 // the data) and the Adam moments and EMA, each CRC-checked. The random
 // generator is counter-based, so (seed, step) is its whole state.
 constexpr size_t kCheckpointTrailerBytes = 256;
-constexpr size_t checkpoint_bytes(const ModelDesc& d) {
-  return weights_file_bytes(d) + kCheckpointTrailerBytes + 3 * sizeof(float) * static_cast<size_t>(param_layout(d).total_floats) +
+constexpr size_t checkpoint_bytes(const ModelDesc& d, uint32_t n_betas = 0) {
+  return weights_file_bytes(d, TensorDType::kF32, n_betas) + kCheckpointTrailerBytes + 3 * sizeof(float) * static_cast<size_t>(param_layout(d).total_floats) +
          sizeof(float) * loss_history_floats(d);
 }
 
@@ -139,10 +139,15 @@ class Trainer {
   Status write_checkpoint(const WeightsMeta& meta, uint32_t data_crc, uint8_t* out, size_t capacity,
                           size_t* written) const;
   Status restore_checkpoint(const void* data, size_t size, uint32_t data_crc);
+  // Bytes write_checkpoint writes for this trainer's model and schedule.
+  size_t checkpoint_size() const { return checkpoint_bytes(desc_, stored_beta_count(schedule_desc_)); }
 
   Model model(bool use_ema) const;
   const ModelDesc& desc() const { return desc_; }
   const Schedule& schedule() const { return schedule_; }
+  // As given to init (a custom schedule's betas stay the caller's: they must
+  // outlive the trainer, which writes them into weight files and checkpoints).
+  const ScheduleDesc& schedule_desc() const { return schedule_desc_; }
   const TrainConfig& config() const { return config_; }
   uint32_t param_floats() const { return layout_.total_floats; }
   uint64_t steps_done() const { return step_; }

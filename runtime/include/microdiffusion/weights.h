@@ -14,7 +14,9 @@ namespace md {
 
 constexpr uint8_t kWeightsMagic[8] = {'M', 'D', 'I', 'F', 'F', 'W', 'T', 'S'};
 constexpr uint16_t kWeightsVersionMajor = 1;
-constexpr uint16_t kWeightsVersionMinor = 0;
+// 1.1 adds the custom schedule's beta list; writers write 1.0 when the file
+// holds none, so files without one stay readable by 1.0 readers byte for byte.
+constexpr uint16_t kWeightsVersionMinor = 1;
 constexpr size_t kWeightsFixedHeaderBytes = 128;
 constexpr size_t kWeightsLayerRecordBytes = 32;
 constexpr size_t kWeightsTensorRecordBytes = 32;
@@ -42,9 +44,10 @@ struct LoadedWeights {
   Model model;
 };
 
-constexpr size_t weights_header_bytes(const ModelDesc& d) {
+// n_betas: the floats of beta list the schedule stores (stored_beta_count).
+constexpr size_t weights_header_bytes(const ModelDesc& d, uint32_t n_betas = 0) {
   return align_up(kWeightsFixedHeaderBytes + kWeightsLayerRecordBytes * d.n_layers +
-                  kWeightsTensorRecordBytes * param_layout(d).n_tensors);
+                  kWeightsTensorRecordBytes * param_layout(d).n_tensors + sizeof(float) * static_cast<size_t>(n_betas));
 }
 // How a tensor is stored when the weight matrices are `weight_dtype`.
 constexpr TensorDType stored_dtype(const TensorDesc& t, TensorDType weight_dtype) {
@@ -52,13 +55,19 @@ constexpr TensorDType stored_dtype(const TensorDesc& t, TensorDType weight_dtype
 }
 // File size: the header, then each tensor 64-byte aligned. With f32 weights
 // the tensor region is exactly the flat parameter block (param_layout).
-constexpr size_t weights_file_bytes(const ModelDesc& d, TensorDType weight_dtype = TensorDType::kF32) {
+constexpr size_t weights_file_bytes(const ModelDesc& d, TensorDType weight_dtype = TensorDType::kF32,
+                                    uint32_t n_betas = 0) {
   const ParamLayout p = param_layout(d);
-  size_t bytes = weights_header_bytes(d);
+  size_t bytes = weights_header_bytes(d, n_betas);
   for (uint32_t i = 0; i < p.n_tensors; ++i)
     bytes += align_up(tensor_storage_bytes(stored_dtype(p.tensors[i], weight_dtype), p.tensors[i].rows,
                                            p.tensors[i].cols));
   return bytes;
+}
+// The same for the schedule the file will hold.
+constexpr size_t weights_file_bytes(const ModelDesc& d, const ScheduleDesc& s,
+                                    TensorDType weight_dtype = TensorDType::kF32) {
+  return weights_file_bytes(d, weight_dtype, stored_beta_count(s));
 }
 // Write a weight file for `desc` whose parameters are the flat block `params`
 // (param_layout order) into `out`, weight matrices as meta.weight_dtype (f16:
@@ -68,7 +77,8 @@ Status write_weights(const ModelDesc& desc, const ScheduleDesc& schedule, const 
                      const float* params, uint8_t* out, size_t capacity, size_t* written);
 
 // Validate `data` (magic, version, sizes, layer list, tensor table, CRCs,
-// finite values) and bind a Model to it in place. `data` must stay alive and
+// finite values) and bind a Model to it in place (a custom schedule's betas
+// too: LoadedWeights::schedule.betas points into `data`). `data` must stay alive and
 // be 4-byte aligned (64-byte for aligned tensors).
 Status load_weights(const void* data, size_t size, LoadedWeights* out);
 
