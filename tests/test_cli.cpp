@@ -216,3 +216,31 @@ TEST_F(Cli, ThreadsGiveTheSameModelAndSamples) {
 }
 
 }  // namespace
+
+namespace {
+
+// The data name comes from the file: inspect and embed print it with control
+// bytes escaped, so a newline in it can neither forge output lines nor end the
+// comment of the generated header and inject code.
+TEST_F(Cli, DataNameFromTheFileIsPrintedEscaped) {
+  const md::ModelDesc desc = md::preset_tutorial(2, 10, 4);
+  std::vector<float> params(md::param_layout(desc).total_floats, 0.01f);
+  md::WeightsMeta meta;
+  std::snprintf(meta.dataset, sizeof(meta.dataset), "%s", "moons\n#error injected");
+  std::vector<unsigned char> bytes(md::weights_file_bytes(desc));
+  size_t n = 0;
+  ASSERT_TRUE(md::write_weights(desc, md::linear_schedule(10), meta, params.data(), bytes.data(), bytes.size(), &n).ok());
+  const std::string model = dir + "/named.mdw";
+  std::ofstream(model, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(n));
+  CliResult r = run_cli("inspect " + model);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("data moons\\x0a#error injected"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("\n#error"), std::string::npos) << r.out;
+  r = run_cli("embed " + model + " --out " + dir + "/w.h");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::string header = slurp(dir + "/w.h");
+  EXPECT_NE(header.find("moons\\x0a#error injected"), std::string::npos);
+  EXPECT_EQ(header.find("\n#error"), std::string::npos);
+}
+
+}  // namespace

@@ -1,4 +1,5 @@
 #include "cli/commands.h"
+#include "convert/internal.h"  // printable(): names from files are untrusted
 
 #include <unistd.h>
 
@@ -628,7 +629,7 @@ int inspect_impl(const Args& args) {
               alpha_bar > kTerminalAlphaBarWarning ? " (warning: far from 0, the prior does not match q(x_T | x_0))" : "");
   std::printf("weights: %s, prediction %s, sampler variance %s, %u training steps, data %s\n",
               w.meta.is_ema ? "EMA" : "raw", prediction_name(w.meta.prediction), variance_label(w.meta.variance),
-              w.meta.train_steps, w.meta.dataset[0] ? w.meta.dataset : "(unknown)");
+              w.meta.train_steps, w.meta.dataset[0] ? convert::detail::printable(w.meta.dataset).c_str() : "(unknown)");
   std::printf("layers:\n");
   for (uint32_t l = 0; l < d.n_layers; ++l) {
     const LayerDesc& L = d.layers[l];

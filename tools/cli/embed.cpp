@@ -9,6 +9,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "convert/internal.h"  // printable(): a newline in the name would end the comment
 #include "microdiffusion/microdiffusion.h"
 
 namespace md::cli {
@@ -82,7 +83,7 @@ int embed_impl(const Args& args) {
   }
   text += "\n";
   put("// schedule: %s, T=%u; data: %s; %u training steps; %s weights\n", schedule_kind_name(w.schedule.kind),
-      w.schedule.T, w.meta.dataset[0] ? w.meta.dataset : "(unknown)", w.meta.train_steps,
+      w.schedule.T, w.meta.dataset[0] ? convert::detail::printable(w.meta.dataset).c_str() : "(unknown)", w.meta.train_steps,
       w.meta.is_ema ? "EMA" : "raw");
   put("// arena bytes: sampling at batch 1 = %zu (md::sampling_arena_bytes(desc, 1)),\n",
       sampling_arena_bytes(d, 1));
