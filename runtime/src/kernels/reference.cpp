@@ -168,6 +168,7 @@ extern const KernelTable kReferenceTable = {
     "reference",          ref::gemm_bias,           ref::gemm_nt,     ref::gemm_tn_acc, ref::colsum_acc,
     ref::activation_forward, ref::activation_backward, ref::adam_update, ref::ema_update,
 };
+extern const ForwardKernels kReferenceForward = {ref::gemm_bias, ref::activation_forward};
 
 }  // namespace kernels
 }  // namespace md
