@@ -147,6 +147,29 @@ TEST(Schedule, LinearEndpointsAndCosineCapAndValidation) {
   EXPECT_EQ(s.posterior_variance[0], 0.0f);
 }
 
+// The sampler builds only alpha_bar (build_alpha_bar): it must be build_schedule's table, bit for bit.
+TEST(Schedule, AlphaBarAloneMatchesTheFullTables) {
+  std::vector<md::ScheduleDesc> descs = {md::linear_schedule(1000), md::cosine_schedule(50), md::linear_schedule(1)};
+  md::ScheduleDesc sig = md::linear_schedule(100);
+  sig.kind = md::ScheduleKind::kSigmoid;
+  md::ScheduleDesc scaled = md::linear_schedule(200);
+  scaled.kind = md::ScheduleKind::kScaledLinear;
+  md::ScheduleDesc zsnr = md::cosine_schedule(30);
+  zsnr.zero_terminal_snr = 1;
+  descs.insert(descs.end(), {sig, scaled, zsnr});
+  for (const md::ScheduleDesc& d : descs) {
+    std::vector<float> tables(md::kScheduleTables * d.T), ab(d.T, -1.0f);
+    md::Schedule s;
+    ASSERT_TRUE(md::build_schedule(d, tables.data(), &s).ok());
+    ASSERT_TRUE(md::build_alpha_bar(d, ab.data()).ok());
+    for (uint32_t k = 0; k < d.T; ++k) EXPECT_EQ(ab[k], s.alpha_bar[k]) << md::schedule_kind_name(d.kind) << " k " << k;
+  }
+  md::ScheduleDesc bad = md::linear_schedule(10);
+  bad.beta_end = 1.5f;
+  float ab[10];
+  EXPECT_FALSE(md::build_alpha_bar(bad, ab).ok());
+}
+
 TEST(Trainer, LossFallsOnTheSwissRollAndStateIsConsistent) {
   const md::ModelDesc d = md::preset_tutorial(2, 50, 32);
   md::TrainConfig cfg;

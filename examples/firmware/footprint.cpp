@@ -93,9 +93,7 @@ void systick_start() {
 
 // Ticks per step, summed: the observer runs before the first step and after
 // each one; the difference of two readings is taken modulo 2^24. It costs a
-// few dozen instructions per step, which the counts include. The ratios below
-// are taken in double: a 64-bit integer division would add libgcc's
-// __udivmoddi4 to the image (the soft-float double routines are there anyway).
+// few dozen instructions per step, which the counts include.
 struct StepClock {
   uint32_t last = 0;
   uint32_t ticks = 0;  // 2^32 ticks: over 10^11 instructions
@@ -112,6 +110,22 @@ void on_step(void* user, int32_t /*t*/, const float* /*x*/, uint32_t /*n*/, uint
   }
   c.last = now;
   c.started = true;
+}
+
+// round(num / den) for a 64-bit num and a nonzero 32-bit den, by shift and
+// subtract: the ratios below in integers, without libgcc's 64-bit division
+// (__aeabi_uldivmod) or soft-float double arithmetic in the image.
+uint32_t div_round(uint64_t num, uint32_t den) {
+  num += den / 2;
+  uint64_t q = 0, r = 0;
+  for (int b = 63; b >= 0; --b) {
+    r = (r << 1) | ((num >> b) & 1u);
+    if (r >= den) {
+      r -= den;
+      q |= 1ull << b;
+    }
+  }
+  return static_cast<uint32_t>(q);
 }
 
 }  // namespace
@@ -151,13 +165,14 @@ int main() {
   l.u32(sizeof(md::LoadedWeights)).str(" bytes\n").print();
   l.str("stack: ").u32(used_stack).str(" of ").u32(fw::stack_size_bytes()).str(" bytes used (high-water mark)\n");
   l.print();
-  const double steps = clock.steps ? clock.steps : 1;
-  const double ticks = clock.ticks;
-  const double per_step = ticks_loop ? ticks * kLoopInstructions / ticks_loop / steps : 0.0;
-  l.str("systick: ").u32(clock.steps).str(" steps, ").u32(static_cast<uint32_t>(ticks / steps + 0.5));
+  const uint32_t steps = clock.steps ? clock.steps : 1;
+  // ticks * 2e6 < 2^53 and ticks_loop * steps < 2^32 (about 2e6 ticks times at most 2^11 steps).
+  const uint32_t per_step =
+      ticks_loop ? div_round(static_cast<uint64_t>(clock.ticks) * kLoopInstructions, ticks_loop * steps) : 0;
+  l.str("systick: ").u32(clock.steps).str(" steps, ").u32(div_round(clock.ticks, steps));
   l.str(" ticks per step; ").u32(kLoopInstructions).str("-instruction loop ").u32(ticks_loop).str(" ticks\n").print();
   l.str("instructions per denoising step (valid under qemu -icount shift=0 only): ");
-  l.u32(static_cast<uint32_t>(per_step + 0.5)).str("\n").print();
+  l.u32(per_step).str("\n").print();
   l.str("footprint: ok\n").print();
   return 0;
 }

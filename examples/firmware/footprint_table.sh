@@ -218,39 +218,43 @@ cat <<EOF
   code ($(verdict "${R[${k}_rt]}" 16384) on its own) and $(group "${R[${k}_lib]}") the C library code it
   pulls in: libm $(group "${R[${k}_libm]}"), libgcc $(group "${R[${k}_libgcc]}") (soft-float double
   arithmetic: the M4F's FPU is single precision), libc $(group "${R[${k}_libc]}") (memcpy and
-  friends). The libm part is the double-precision cos, exp, log, expm1 and
-  sqrt of the schedules and samplers and the float erf, tanh, log1p, expm1 and
-  sin/cos (with their large-argument reduction) of the activations and
-  embeddings: which of them runs is chosen at run time by the weight file and
-  the \`md::SamplerConfig\`, so the linker has to keep them all.
+  friends). The runtime computes its transcendentals itself
+  (\`runtime/src/scalar_math.cpp\`), so no libm is linked; libgcc's double
+  routines stay because the schedule is built and the per-step coefficients
+  and the portable Gaussian noise (\`md::gaussian_fill\`, bit for bit the same
+  on every target) are formed in double. The runtime's largest pieces are the
+  sampler loop (\`md::Sampler::run\`: DDPM, DDIM, DPM-Solver++(2M), the ODE
+  sampler, learned variances), \`md::load_weights\` and its checks, the timestep
+  spacings and x0 clipping / thresholding: all chosen at run time by the weight
+  file and the \`md::SamplerConfig\`, so the linker keeps them all.
 * **RAM at most 8 KiB (8,192 bytes)** to sample with weights in flash:
-  $(group $ram) bytes, $(verdict $ram 8192). The arena alone is $(group "${R[${k}_arena]}") bytes
-  (\`md::sampling_arena_bytes\`; $(group $(( 14 * 100 * 4 ))) of it are the 14 precomputed schedule
-  tables of T = 100 floats); the rest of .bss and .data is $(group $(( ${R[${k}_bss]} + ${R[${k}_data]} - ${R[${k}_arena]} )))
+  $(group $ram) bytes, $(verdict $ram 8192). The arena is $(group "${R[${k}_arena]}") bytes
+  (\`md::sampling_arena_bytes\`; $(group $(( 100 * 4 ))) of it the alpha_bar table of T = 100
+  floats, all the schedule a sampler keeps); the rest of .bss and .data is $(group $(( ${R[${k}_bss]} + ${R[${k}_data]} - ${R[${k}_arena]} )))
   bytes, mostly the \`md::Sampler\` (it holds a copy of the \`md::Model\`:
   ${R[${k}_objects]}); the stack high-water mark is $(group "${R[${k}_stack]}") bytes,
-  reached while binding the weights (\`md::load_weights\` fills an
-  \`md::LoadedWeights\` of its own and copies it out), not while sampling.
+  reached while binding the weights (the \`md::LoadedWeights\` on the caller's
+  stack, which \`md::load_weights\` fills in place), not while sampling.
 
 ## Columns
 
 * **sampling code**: the \`.text\` input sections the linker kept (with
   \`-ffunction-sections -fdata-sections -Wl,--gc-sections\`) from
   \`libmicrodiffusion.a\` (runtime) and from newlib's libm and libc and libgcc
-  (C library: soft-float double arithmetic, the double-precision libm the
-  schedule and the samplers use, the float libm of the activations), read from
-  the linker map. No weights, no application code.
+  (C library: soft-float double arithmetic, memcpy and friends; libm, if
+  anything pulled it in), read from the linker map. No weights, no
+  application code.
 * **whole image code**: \`.vectors\` + \`.text\` of the image: the above plus the
   startup code, the semihosting output and the float formatter, and
   \`footprint.cpp\` itself.
 * **rodata (no weights)**: \`.rodata\` without the embedded weight file
-  (strings, the CRC table, newlib's tables); **.data**: initialised data, stored
+  (strings, the 64-byte CRC table, constants); **.data**: initialised data, stored
   in flash as well as in RAM.
 * **weights**: \`microdiffusion inspect\`'s "flash bytes" of the file the image
   embeds: the whole file, used in place (f16 and int8 store the weight
   matrices only in reduced precision; biases and per-timestep tables stay f32).
 * **arena**: \`md::sampling_arena_bytes(desc, batch)\`, the static arena the
-  sampler works in (schedule tables, timesteps, the batch's buffers).
+  sampler works in (alpha_bar, timesteps, the batch's buffers).
 * **.bss**: zeroed RAM: the arena, the \`md::Sampler\` object, the output.
 * **stack high-water**: the deepest stack byte written, measured by painting:
   the reset handler fills the stack with a pattern (\`startup.cpp\`) and the

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "scalar_math.h"
 
 namespace md {
 
@@ -132,11 +133,10 @@ namespace {
 // tiny-diffusion's SinusoidalEmbedding for `dim` outputs of the scalar v.
 void sinusoid(float* out, float v, uint32_t dim) {
   const uint32_t half = dim / 2;
-  const float step = half > 1 ? logf(10000.0f) / static_cast<float>(half - 1) : 0.0f;
+  const float step = half > 1 ? 9.21034037197618f / static_cast<float>(half - 1) : 0.0f;  // ln(10000)
   for (uint32_t j = 0; j < half; ++j) {
-    const float a = v * expf(-step * static_cast<float>(j));
-    out[j] = sinf(a);
-    out[half + j] = cosf(a);
+    const float a = v * math::exp_f(-step * static_cast<float>(j));
+    math::sincos_f(a, &out[j], &out[half + j]);
   }
 }
 

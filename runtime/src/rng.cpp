@@ -2,6 +2,8 @@
 // change the rounding and break bit-identical noise across platforms.
 #include "microdiffusion/rng.h"
 
+#include "scalar_math.h"
+
 namespace md {
 namespace {
 
@@ -19,18 +21,8 @@ inline void mulhilo(uint32_t a, uint32_t b, uint32_t* hi, uint32_t* lo) {
 constexpr double kLn2 = 0.6931471805599453094;
 constexpr double kPi = 3.14159265358979323846;
 
-// sin(x) and cos(x) for |x| <= pi/4 by Taylor polynomials (error < 1e-16).
-double sin_small(double x) {
-  const double x2 = x * x;
-  return x * (1.0 + x2 * (-1.0 / 6 + x2 * (1.0 / 120 + x2 * (-1.0 / 5040 + x2 * (1.0 / 362880 +
-         x2 * (-1.0 / 39916800 + x2 * (1.0 / 6227020800.0 + x2 * (-1.0 / 1307674368000.0))))))));
-}
-double cos_small(double x) {
-  const double x2 = x * x;
-  return 1.0 + x2 * (-0.5 + x2 * (1.0 / 24 + x2 * (-1.0 / 720 + x2 * (1.0 / 40320 +
-         x2 * (-1.0 / 3628800 + x2 * (1.0 / 479001600.0 + x2 * (-1.0 / 87178291200.0 +
-         x2 * (1.0 / 20922789888000.0))))))));
-}
+using math::cos_small_d;
+using math::sin_small_d;
 
 }  // namespace
 
@@ -75,12 +67,12 @@ void portable_sincos_2pi(double u, double* s, double* c) {
   double sr, cr;           // sin/cos of r * pi/2
   if (r <= 0.5) {
     const double x = r * (kPi / 2.0);
-    sr = sin_small(x);
-    cr = cos_small(x);
+    sr = sin_small_d(x);
+    cr = cos_small_d(x);
   } else {
     const double y = (1.0 - r) * (kPi / 2.0);
-    sr = cos_small(y);
-    cr = sin_small(y);
+    sr = cos_small_d(y);
+    cr = sin_small_d(y);
   }
   switch (k) {  // rotate by k quarter turns
     case 0: *s = sr; *c = cr; break;
@@ -121,7 +113,7 @@ void gaussian_fill(uint64_t seed, RngStream stream, uint32_t a, uint32_t b, floa
       const double u2 = static_cast<double>(words[2 * p + 1]) * (1.0 / 4294967296.0);
       double l = -2.0 * portable_log(u1);
       if (l < 0.0) l = 0.0;  // log(1) may round to a tiny positive value
-      const double radius = __builtin_sqrt(l);
+      const double radius = math::sqrt_d(l);  // correctly rounded, as IEEE sqrt
       double s, c;
       portable_sincos_2pi(u2, &s, &c);
       z[2 * p] = radius * c;

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "microdiffusion/rng.h"
+#include "scalar_math.h"
 
 namespace md {
 namespace {
@@ -84,15 +85,15 @@ Status make_timesteps(uint32_t T, Spacing spacing, uint32_t steps, uint32_t* out
     const uint32_t last = zero_end ? T - 2 : T - 1;
     const uint32_t spaced = zero_end ? steps - 1 : steps;
     if (zero_end) out[steps - 1] = T - 1;
-    const double lo = log(alpha_bar[last] / (1.0 - alpha_bar[last]));
-    const double hi = log(alpha_bar[0] / (1.0 - alpha_bar[0]));
+    const double lo = math::log_d(alpha_bar[last] / (1.0 - alpha_bar[last]));
+    const double hi = math::log_d(alpha_bar[0] / (1.0 - alpha_bar[0]));
     uint32_t k = 0;
     for (uint32_t i = 0; i < spaced; ++i) {
       const double target = spaced == 1 ? lo : hi + (lo - hi) * i / (spaced - 1.0);
       while (k + 1 <= last) {
-        const double here = log(alpha_bar[k] / (1.0 - alpha_bar[k]));
-        const double next = log(alpha_bar[k + 1] / (1.0 - alpha_bar[k + 1]));
-        if (fabs(next - target) <= fabs(here - target)) ++k;
+        const double here = math::log_d(alpha_bar[k] / (1.0 - alpha_bar[k]));
+        const double next = math::log_d(alpha_bar[k + 1] / (1.0 - alpha_bar[k + 1]));
+        if (math::fabs_d(next - target) <= math::fabs_d(here - target)) ++k;
         else break;
       }
       out[i] = k;
@@ -186,13 +187,15 @@ Status Sampler::init(const Model& model, const ScheduleDesc& schedule, const Sam
   const SamplerPlan sp = sampler_plan(model.desc, batch);
   uint8_t* base = nullptr;
   MD_RETURN_IF_ERROR(arena.reserve(sp.plan, &base));
-  MD_RETURN_IF_ERROR(build_schedule(schedule, reinterpret_cast<float*>(base + sp.schedule), &schedule_));
+  float* alpha_bar = reinterpret_cast<float*>(base + sp.alpha_bar);
+  MD_RETURN_IF_ERROR(build_alpha_bar(schedule, alpha_bar));
+  alpha_bar_ = alpha_bar;
   timesteps_ = reinterpret_cast<uint32_t*>(base + sp.timesteps);
   if (config.timesteps != nullptr) {
     memcpy(timesteps_, config.timesteps, config.n_timesteps * sizeof(uint32_t));
     n_steps_ = sort_unique(timesteps_, config.n_timesteps);
   } else {
-    MD_RETURN_IF_ERROR(make_timesteps(T, config.spacing, config.steps, timesteps_, &n_steps_, schedule_.alpha_bar));
+    MD_RETURN_IF_ERROR(make_timesteps(T, config.spacing, config.steps, timesteps_, &n_steps_, alpha_bar_));
   }
   model_ = model;
   config_ = config;
@@ -258,8 +261,8 @@ void Sampler::denoise(uint32_t rows, uint32_t t) {
   const uint32_t D = model_.desc.D;
   const size_t n = static_cast<size_t>(rows) * D;
   predict_eps(x_, rows, t, eps_);  // the raw output y, converted in place below
-  const double ab = schedule_.alpha_bar[t];
-  const float sa = static_cast<float>(sqrt(ab)), s1 = static_cast<float>(sqrt(1.0 - ab));
+  const double ab = alpha_bar_[t];
+  const float sa = static_cast<float>(math::sqrt_d(ab)), s1 = static_cast<float>(math::sqrt_d(1.0 - ab));
   const Prediction p = config_.prediction;
   for (size_t i = 0; i < n; ++i) prediction_to_eps_x0(p, eps_[i], x_[i], sa, s1, &eps_[i], &x0_[i]);
   const float clip = config_.clip_x0;
@@ -269,16 +272,16 @@ void Sampler::denoise(uint32_t rows, uint32_t t) {
     float* x0 = x0_ + static_cast<size_t>(r) * D;
     if (q > 0.0f) {
       // Imagen: s = max(1, q-quantile of |x0_hat|); x0_hat = clamp(x0_hat, -s, s) / s.
-      for (uint32_t j = 0; j < D; ++j) noise_[j] = fabsf(x0[j]);
+      for (uint32_t j = 0; j < D; ++j) noise_[j] = (x0[j] < 0.0f ? -x0[j] : x0[j]);
       const uint32_t k = static_cast<uint32_t>(q * (D - 1));
       std::nth_element(noise_, noise_ + k, noise_ + D);
       const float s = noise_[k] > 1.0f ? noise_[k] : 1.0f;
-      for (uint32_t j = 0; j < D; ++j) x0[j] = fminf(fmaxf(x0[j], -s), s) / s;
+      for (uint32_t j = 0; j < D; ++j) x0[j] = math::clamp_f(x0[j], -s, s) / s;
     }
     if (clip > 0.0f)
-      for (uint32_t j = 0; j < D; ++j) x0[j] = fminf(fmaxf(x0[j], -clip), clip);
+      for (uint32_t j = 0; j < D; ++j) x0[j] = math::clamp_f(x0[j], -clip, clip);
   }
-  const float inv_s1 = static_cast<float>(1.0 / sqrt(1.0 - ab));
+  const float inv_s1 = static_cast<float>(1.0 / math::sqrt_d(1.0 - ab));
   for (size_t i = 0; i < n; ++i) eps_[i] = (x_[i] - sa * x0_[i]) * inv_s1;
 }
 
@@ -319,8 +322,8 @@ Status Sampler::run(const float* x_start, uint64_t seed, uint32_t first, uint32_
     bool have_prev = false;
     for (uint32_t i = K; i-- > 0;) {
       const uint32_t t = ts[i];
-      const double ab = schedule_.alpha_bar[t];
-      const double ab_prev = i > 0 ? static_cast<double>(schedule_.alpha_bar[ts[i - 1]]) : 1.0;
+      const double ab = alpha_bar_[t];
+      const double ab_prev = i > 0 ? static_cast<double>(alpha_bar_[ts[i - 1]]) : 1.0;
       // Noise for this step, per sample, keyed by the timestep.
       auto add_noise = [&](float sigma) {
         if (!(sigma > 0.0f)) return;
@@ -338,37 +341,37 @@ Status Sampler::run(const float* x_start, uint64_t seed, uint32_t first, uint32_
                                                                          : beta * (1.0 - ab_prev) / (1.0 - ab);
           if (via_x0) {
             denoise(rows, t);
-            const float c1 = static_cast<float>(beta * sqrt(ab_prev) / (1.0 - ab));
-            const float c2 = static_cast<float>((1.0 - ab_prev) * sqrt(1.0 - beta) / (1.0 - ab));
+            const float c1 = static_cast<float>(beta * math::sqrt_d(ab_prev) / (1.0 - ab));
+            const float c2 = static_cast<float>((1.0 - ab_prev) * math::sqrt_d(1.0 - beta) / (1.0 - ab));
             for (size_t k = 0; k < count; ++k) x_[k] = c1 * x0_[k] + c2 * x_[k];
           } else {
             // Algorithm 2: (x - beta / sqrt(1 - ab) eps) / sqrt(alpha).
             predict_eps(x_, rows, t, eps_);
-            const float a = static_cast<float>(1.0 / sqrt(1.0 - beta));
-            const float c = static_cast<float>(beta / sqrt(1.0 - ab));
+            const float a = static_cast<float>(1.0 / math::sqrt_d(1.0 - beta));
+            const float c = static_cast<float>(beta / math::sqrt_d(1.0 - ab));
             for (size_t k = 0; k < count; ++k) x_[k] = a * (x_[k] - c * eps_[k]);
           }
           if (config_.variance == Variance::kLearnedRange && i > 0) {
             // Per element: log sigma^2 between log beta' and log beta_tilde' of the respaced step.
-            const double log_beta = log(beta), log_tilde = log(beta * (1.0 - ab_prev) / (1.0 - ab));
+            const double log_beta = math::log_d(beta), log_tilde = math::log_d(beta * (1.0 - ab_prev) / (1.0 - ab));
             for (uint32_t r = 0; r < rows; ++r) {
               gaussian_fill(seed, RngStream::kSampleStep, index0 + r, t, noise_, D);
               float* x = x_ + static_cast<size_t>(r) * D;
               const float* v = var_v_ + static_cast<size_t>(r) * D;
               for (uint32_t j = 0; j < D; ++j)
-                x[j] += static_cast<float>(exp(0.5 * learned_log_variance(v[j], log_beta, log_tilde))) * noise_[j];
+                x[j] += static_cast<float>(math::exp_d(0.5 * learned_log_variance(v[j], log_beta, log_tilde))) * noise_[j];
             }
           } else {
-            add_noise(static_cast<float>(sqrt(var)));
+            add_noise(static_cast<float>(math::sqrt_d(var)));
           }
           break;
         }
         case SamplerKind::kDdim: {
           denoise(rows, t);
           const double sigma = i == 0 ? 0.0
-                               : config_.eta * sqrt((1.0 - ab_prev) / (1.0 - ab)) * sqrt(1.0 - ab / ab_prev);
+                               : config_.eta * math::sqrt_d((1.0 - ab_prev) / (1.0 - ab)) * math::sqrt_d(1.0 - ab / ab_prev);
           const double dir = 1.0 - ab_prev - sigma * sigma;
-          const float a = static_cast<float>(sqrt(ab_prev)), c = static_cast<float>(sqrt(dir > 0.0 ? dir : 0.0));
+          const float a = static_cast<float>(math::sqrt_d(ab_prev)), c = static_cast<float>(math::sqrt_d(dir > 0.0 ? dir : 0.0));
           for (size_t k = 0; k < count; ++k) x_[k] = a * x0_[k] + c * eps_[k];
           add_noise(static_cast<float>(sigma));
           break;
@@ -379,11 +382,11 @@ Status Sampler::run(const float* x_start, uint64_t seed, uint32_t first, uint32_
             memcpy(x_, x0_, count * sizeof(float));
             break;
           }
-          const double alpha = sqrt(ab), sigma = sqrt(1.0 - ab);
-          const double alpha_n = sqrt(ab_prev), sigma_n = sqrt(1.0 - ab_prev);
-          const double h = log(alpha_n / sigma_n) - log(alpha / sigma);
+          const double alpha = math::sqrt_d(ab), sigma = math::sqrt_d(1.0 - ab);
+          const double alpha_n = math::sqrt_d(ab_prev), sigma_n = math::sqrt_d(1.0 - ab_prev);
+          const double h = math::log_d(alpha_n / sigma_n) - math::log_d(alpha / sigma);
           const float a = static_cast<float>(sigma_n / sigma);
-          const float b = static_cast<float>(-alpha_n * expm1(-h));
+          const float b = static_cast<float>(-alpha_n * math::expm1_d(-h));
           if (have_prev) {
             const float half_over_r = static_cast<float>(0.5 * h / h_prev);  // 0.5 / r, r = h_prev / h
             for (size_t k = 0; k < count; ++k)
@@ -399,11 +402,11 @@ Status Sampler::run(const float* x_start, uint64_t seed, uint32_t first, uint32_
         case SamplerKind::kOdeHeun: {
           // x~ = x / sqrt(ab), sigma~ = sqrt((1 - ab) / ab), dx~/dsigma~ = eps.
           denoise(rows, t);
-          const double s_cur = sqrt((1.0 - ab) / ab);
-          const double s_next = i == 0 ? 0.0 : sqrt((1.0 - ab_prev) / ab_prev);
-          const float inv_sa = static_cast<float>(1.0 / sqrt(ab));
+          const double s_cur = math::sqrt_d((1.0 - ab) / ab);
+          const double s_next = i == 0 ? 0.0 : math::sqrt_d((1.0 - ab_prev) / ab_prev);
+          const float inv_sa = static_cast<float>(1.0 / math::sqrt_d(ab));
           const float ds = static_cast<float>(s_next - s_cur);
-          const float sa_next = static_cast<float>(sqrt(ab_prev));
+          const float sa_next = static_cast<float>(math::sqrt_d(ab_prev));
           if (i == 0) {  // Euler to sigma~ = 0 is x0_hat
             memcpy(x_, x0_, count * sizeof(float));
             break;

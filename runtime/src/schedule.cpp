@@ -1,13 +1,13 @@
 #include "microdiffusion/schedule.h"
 
-#include <math.h>
+#include "scalar_math.h"
 
 namespace md {
 namespace {
 constexpr double kPi = 3.14159265358979323846;
 
 double cosine_alpha_bar(double t_over_T, double s) {
-  const double c = cos((t_over_T + s) / (1.0 + s) * kPi / 2.0);
+  const double c = math::cos_d((t_over_T + s) / (1.0 + s) * kPi / 2.0);
   return c * c;
 }
 }  // namespace
@@ -115,10 +115,10 @@ double base_beta(const ScheduleDesc& d, uint32_t k) {
   if (d.T == 1) return d.beta_start;
   const double start = d.beta_start, end = d.beta_end, u = k / (T - 1.0);  // numpy.linspace in float64
   if (d.kind == ScheduleKind::kScaledLinear) {
-    const double r = sqrt(start) + (sqrt(end) - sqrt(start)) * u;
+    const double r = math::sqrt_d(start) + (math::sqrt_d(end) - math::sqrt_d(start)) * u;
     return r * r;
   }
-  if (d.kind == ScheduleKind::kSigmoid) return start + (end - start) / (1.0 + exp(-(-6.0 + 12.0 * u)));
+  if (d.kind == ScheduleKind::kSigmoid) return start + (end - start) / (1.0 + math::exp_d(-(-6.0 + 12.0 * u)));
   return start + (end - start) * u;
 }
 
@@ -130,12 +130,12 @@ struct ZeroSnrRescale {
     double ab = 1.0;
     for (uint32_t k = 0; k < d.T; ++k) {
       ab *= 1.0 - base_beta(d, k);
-      if (k == 0) first = sqrt(ab);
+      if (k == 0) first = math::sqrt_d(ab);
     }
-    last = sqrt(ab);
+    last = math::sqrt_d(ab);
   }
   double alpha_bar(double base_ab) const {
-    const double r = (sqrt(base_ab) - last) * first / (first - last);
+    const double r = (math::sqrt_d(base_ab) - last) * first / (first - last);
     return r > 0.0 ? r * r : 0.0;
   }
 };
@@ -153,6 +153,50 @@ double schedule_beta(const ScheduleDesc& d, uint32_t k) {
   return 1.0 - z.alpha_bar(ab) / z.alpha_bar(ab_prev);
 }
 
+namespace {
+// Walks the schedule k = 0, 1, ... in double: the one place beta_k and
+// alpha_bar_k are formed, for build_schedule and build_alpha_bar alike.
+struct ScheduleWalk {
+  const ScheduleDesc& d;
+  ZeroSnrRescale zsnr;
+  double alpha_bar = 1.0;
+  double base_ab = 1.0;  // the base schedule's product, for the zero-SNR rescale
+  explicit ScheduleWalk(const ScheduleDesc& desc)
+      : d(desc), zsnr(desc.zero_terminal_snr ? ZeroSnrRescale(desc) : ZeroSnrRescale()) {}
+  // Steps to k (called for k = 0, 1, ... in order); returns beta_k, leaves alpha_bar_k in alpha_bar.
+  double next(uint32_t k) {
+    const double ab_prev = alpha_bar;
+    if (d.zero_terminal_snr) {
+      base_ab *= 1.0 - base_beta(d, k);
+      alpha_bar = k + 1 == d.T ? 0.0 : zsnr.alpha_bar(base_ab);
+      return k + 1 == d.T ? 1.0 : 1.0 - alpha_bar / ab_prev;
+    }
+    const double beta = base_beta(d, k);
+    alpha_bar *= 1.0 - beta;
+    return beta;
+  }
+  // alpha_bar must stay below 1 and alpha above 0 (but at a zero-SNR end, where both are 0 by design).
+  bool valid(uint32_t k, double beta) const {
+    const bool terminal_zero = d.zero_terminal_snr && k + 1 == d.T;
+    return 1.0 - alpha_bar > 0.0 && (1.0 - beta > 0.0 || terminal_zero);
+  }
+};
+Status bad_schedule(uint32_t k) {
+  return make_status(StatusCode::kInvalidArgument, "schedule makes alpha_bar reach 1 or alpha 0", k);
+}
+}  // namespace
+
+Status build_alpha_bar(const ScheduleDesc& d, float* alpha_bar) {
+  MD_RETURN_IF_ERROR(validate_schedule(d));
+  ScheduleWalk walk(d);
+  for (uint32_t k = 0; k < d.T; ++k) {
+    const double beta = walk.next(k);
+    alpha_bar[k] = static_cast<float>(walk.alpha_bar);
+    if (!walk.valid(k, beta)) return bad_schedule(k);
+  }
+  return Status::Ok();
+}
+
 Status build_schedule(const ScheduleDesc& d, float* storage, Schedule* out) {
   MD_RETURN_IF_ERROR(validate_schedule(d));
   const size_t T = d.T;
@@ -165,21 +209,12 @@ Status build_schedule(const ScheduleDesc& d, float* storage, Schedule* out) {
       &s.posterior_mean_coef2, &s.recip_sqrt_alpha, &s.eps_coef};
   for (size_t i = 0; i < kScheduleTables; ++i) *tables[i] = storage + i * T;
 
-  double alpha_bar = 1.0;
-  double base_ab = 1.0;  // the base schedule's product, for the zero-SNR rescale
-  const ZeroSnrRescale zsnr = d.zero_terminal_snr ? ZeroSnrRescale(d) : ZeroSnrRescale();
+  ScheduleWalk walk(d);
   double first_log_var = 0.0;  // log beta_tilde at k = 1, used for k = 0
   for (size_t k = 0; k < T; ++k) {
-    const double ab_prev = alpha_bar;
-    double beta;
-    if (d.zero_terminal_snr) {
-      base_ab *= 1.0 - base_beta(d, static_cast<uint32_t>(k));
-      alpha_bar = k + 1 == T ? 0.0 : zsnr.alpha_bar(base_ab);
-      beta = k + 1 == T ? 1.0 : 1.0 - alpha_bar / ab_prev;
-    } else {
-      beta = base_beta(d, static_cast<uint32_t>(k));
-      alpha_bar *= 1.0 - beta;
-    }
+    const double ab_prev = walk.alpha_bar;
+    const double beta = walk.next(static_cast<uint32_t>(k));
+    const double alpha_bar = walk.alpha_bar;
     const double alpha = 1.0 - beta;
     const double one_minus_ab = 1.0 - alpha_bar;
     const double post_var = beta * (1.0 - ab_prev) / one_minus_ab;
@@ -187,23 +222,21 @@ Status build_schedule(const ScheduleDesc& d, float* storage, Schedule* out) {
     s.alpha[k] = static_cast<float>(alpha);
     s.alpha_bar[k] = static_cast<float>(alpha_bar);
     s.alpha_bar_prev[k] = static_cast<float>(ab_prev);
-    s.sqrt_alpha_bar[k] = static_cast<float>(sqrt(alpha_bar));
-    s.sqrt_one_minus_alpha_bar[k] = static_cast<float>(sqrt(one_minus_ab));
-    s.sqrt_recip_alpha_bar[k] = static_cast<float>(sqrt(1.0 / alpha_bar));
-    s.sqrt_recipm1_alpha_bar[k] = static_cast<float>(sqrt(1.0 / alpha_bar - 1.0));
+    s.sqrt_alpha_bar[k] = static_cast<float>(math::sqrt_d(alpha_bar));
+    s.sqrt_one_minus_alpha_bar[k] = static_cast<float>(math::sqrt_d(one_minus_ab));
+    s.sqrt_recip_alpha_bar[k] = static_cast<float>(math::sqrt_d(1.0 / alpha_bar));
+    s.sqrt_recipm1_alpha_bar[k] = static_cast<float>(math::sqrt_d(1.0 / alpha_bar - 1.0));
     s.posterior_variance[k] = static_cast<float>(post_var);
-    s.posterior_mean_coef1[k] = static_cast<float>(beta * sqrt(ab_prev) / one_minus_ab);
-    s.posterior_mean_coef2[k] = static_cast<float>((1.0 - ab_prev) * sqrt(alpha) / one_minus_ab);
-    s.recip_sqrt_alpha[k] = static_cast<float>(1.0 / sqrt(alpha));
-    s.eps_coef[k] = static_cast<float>(beta / sqrt(one_minus_ab));
-    if (k == 1) first_log_var = log(post_var);
-    s.posterior_log_variance_clipped[k] = static_cast<float>(k == 0 ? 0.0 : log(post_var));
-    const bool terminal_zero = d.zero_terminal_snr && k + 1 == T;  // alpha = alpha_bar = 0 by design
-    if (!(one_minus_ab > 0.0) || !(alpha > 0.0 || terminal_zero))
-      return make_status(StatusCode::kInvalidArgument, "schedule makes alpha_bar reach 1 or alpha 0", k);
+    s.posterior_mean_coef1[k] = static_cast<float>(beta * math::sqrt_d(ab_prev) / one_minus_ab);
+    s.posterior_mean_coef2[k] = static_cast<float>((1.0 - ab_prev) * math::sqrt_d(alpha) / one_minus_ab);
+    s.recip_sqrt_alpha[k] = static_cast<float>(1.0 / math::sqrt_d(alpha));
+    s.eps_coef[k] = static_cast<float>(beta / math::sqrt_d(one_minus_ab));
+    if (k == 1) first_log_var = math::log_d(post_var);
+    s.posterior_log_variance_clipped[k] = static_cast<float>(k == 0 ? 0.0 : math::log_d(post_var));
+    if (!walk.valid(static_cast<uint32_t>(k), beta)) return bad_schedule(static_cast<uint32_t>(k));
   }
   // improved-diffusion: the k = 0 variance is 0, so its log is clipped to k = 1's.
-  s.posterior_log_variance_clipped[0] = static_cast<float>(T > 1 ? first_log_var : log(schedule_beta(d, 0)));
+  s.posterior_log_variance_clipped[0] = static_cast<float>(T > 1 ? first_log_var : math::log_d(schedule_beta(d, 0)));
   *out = s;
   return Status::Ok();
 }

@@ -62,14 +62,14 @@ Status section_timesteps(uint32_t T, const uint32_t* counts, uint32_t n_sections
 
 struct SamplerPlan {
   Plan plan;
-  size_t schedule = 0, timesteps = 0, x = 0, eps = 0, x0 = 0, prev_x0 = 0, aux = 0, guide = 0, t = 0, labels = 0,
+  size_t alpha_bar = 0, timesteps = 0, x = 0, eps = 0, x0 = 0, prev_x0 = 0, aux = 0, guide = 0, t = 0, labels = 0,
          noise = 0, raw = 0, var_v = 0, scratch = 0;
 };
 
 constexpr SamplerPlan sampler_plan(const ModelDesc& d, uint32_t batch) {
   SamplerPlan s;
   const size_t BD = static_cast<size_t>(batch) * d.D;
-  s.schedule = plan_schedule(s.plan, d.T);
+  s.alpha_bar = s.plan.take_array<float>(d.T);  // build_alpha_bar: the sampler needs no other table
   s.timesteps = s.plan.take_array<uint32_t>(d.T);
   s.x = s.plan.take_array<float>(BD);
   s.eps = s.plan.take_array<float>(BD);
@@ -115,7 +115,7 @@ class Sampler {
   Status sample_from(const float* x_start, uint64_t seed, uint32_t first, uint32_t n, float* out,
                      StepObserver observer = nullptr, void* user = nullptr);
 
-  const Schedule& schedule() const { return schedule_; }
+  const float* alpha_bar() const { return alpha_bar_; }  // T entries (build_alpha_bar)
   uint32_t batch() const { return batch_; }
   uint32_t steps() const { return n_steps_; }
   const uint32_t* timesteps() const { return timesteps_; }
@@ -131,7 +131,7 @@ class Sampler {
   void forward(const float* x, uint32_t rows, float* out, float* v_out);
 
   Model model_;
-  Schedule schedule_;
+  const float* alpha_bar_ = nullptr;
   SamplerConfig config_;
   uint32_t batch_ = 0;
   uint32_t n_steps_ = 0;

@@ -162,6 +162,10 @@ constexpr double kTerminalAlphaBarWarning = 0.01;
 // Fill the tables in `storage` (kScheduleTables * T floats) and point `out` at them.
 Status build_schedule(const ScheduleDesc& desc, float* storage, Schedule* out);
 
+// alpha_bar alone (T floats, the same values as build_schedule's table): all
+// a Sampler needs, so the sampling arena holds T floats of schedule, not 14 T.
+Status build_alpha_bar(const ScheduleDesc& desc, float* alpha_bar);
+
 // beta_k in double, the single source the tables derive from (O(k) with
 // zero_terminal_snr, which needs the products up to k; build_schedule is O(T)).
 double schedule_beta(const ScheduleDesc& desc, uint32_t k);

@@ -78,8 +78,10 @@ Status write_weights(const ModelDesc& desc, const ScheduleDesc& schedule, const 
 
 // Validate `data` (magic, version, sizes, layer list, tensor table, CRCs,
 // finite values) and bind a Model to it in place (a custom schedule's betas
-// too: LoadedWeights::schedule.betas points into `data`). `data` must stay alive and
-// be 4-byte aligned (64-byte for aligned tensors).
+// too: LoadedWeights::schedule.betas points into `data`). `data` must stay
+// alive and be 4-byte aligned (64-byte for aligned tensors). *out is filled in
+// place (no LoadedWeights on load_weights' own stack); after a failure its
+// contents are unspecified.
 Status load_weights(const void* data, size_t size, LoadedWeights* out);
 
 // CRC-32 (IEEE 802.3, as zlib): crc32(data, n, 0) of "123456789" is 0xCBF43926.

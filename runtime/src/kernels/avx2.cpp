@@ -84,5 +84,6 @@ struct Avx2 {
 namespace md {
 namespace kernels {
 extern const KernelTable kAvx2Table = make_table<Avx2>("avx2");
+extern const ForwardKernels kAvx2Forward = make_forward<Avx2>();
 }  // namespace kernels
 }  // namespace md

@@ -79,5 +79,6 @@ struct Avx512 {
 namespace md {
 namespace kernels {
 extern const KernelTable kAvx512Table = make_table<Avx512>("avx512");
+extern const ForwardKernels kAvx512Forward = make_forward<Avx512>();
 }  // namespace kernels
 }  // namespace md

@@ -61,39 +61,86 @@ X86Features x86_features() {
 }
 #endif
 
-// The table of variant `index` if compiled in and runnable here, else null.
-const KernelTable* table_if_available(size_t index) {
+// Whether variant `index` is compiled in and this CPU can run it. No table is
+// referenced here: selecting a variant must not pull every variant's
+// training kernels into an image that only samples.
+bool runnable(size_t index) {
   switch (index) {
-    case 0: return &kReferenceTable;
+    case 0: return true;
 #if defined(MD_KERNELS_HAVE_AVX2)
-    case 1: return x86_features().avx2_fma ? &kAvx2Table : nullptr;
+    case 1: return x86_features().avx2_fma;
 #endif
 #if defined(MD_KERNELS_HAVE_AVX512)
-    case 2: return x86_features().avx512 ? &kAvx512Table : nullptr;
+    case 2: return x86_features().avx512;
 #endif
 #if MD_KERNELS_NEON
-    case 3: return &kNeonTable;
+    case 3: return true;
 #endif
 #if MD_KERNELS_HELIUM
-    case 4: return &kHeliumTable;  // the compiler targets MVE-F: every core it runs on has it
+    case 4: return true;  // the compiler targets MVE-F: every core it runs on has it
 #endif
-    default: return nullptr;
+    default: return false;
   }
 }
 
-// Fastest first.
-const KernelTable* best_available() {
-  const size_t order[] = {2, 1, 3, 4, 0};
-  for (size_t i : order)
-    if (const KernelTable* t = table_if_available(i)) return t;
-  return &kReferenceTable;
+// The tables of variant `index` (runnable(index) must hold).
+const KernelTable& full_table(size_t index) {
+  switch (index) {
+#if defined(MD_KERNELS_HAVE_AVX2)
+    case 1: return kAvx2Table;
+#endif
+#if defined(MD_KERNELS_HAVE_AVX512)
+    case 2: return kAvx512Table;
+#endif
+#if MD_KERNELS_NEON
+    case 3: return kNeonTable;
+#endif
+#if MD_KERNELS_HELIUM
+    case 4: return kHeliumTable;
+#endif
+    default: return kReferenceTable;
+  }
+}
+const ForwardKernels& forward_table(size_t index) {
+  switch (index) {
+#if defined(MD_KERNELS_HAVE_AVX2)
+    case 1: return kAvx2Forward;
+#endif
+#if defined(MD_KERNELS_HAVE_AVX512)
+    case 2: return kAvx512Forward;
+#endif
+#if MD_KERNELS_NEON
+    case 3: return kNeonForward;
+#endif
+#if MD_KERNELS_HELIUM
+    case 4: return kHeliumForward;
+#endif
+    default: return kReferenceForward;
+  }
 }
 
-const KernelTable* auto_choice() {
+// The index of variant `name` if runnable here, else kVariantCount.
+size_t find_index(const char* name) {
+  if (name == nullptr) return kVariantCount;
+  for (size_t i = 0; i < kVariantCount; ++i)
+    if (strcmp(name, kVariantNames[i]) == 0) return runnable(i) ? i : kVariantCount;
+  return kVariantCount;
+}
+
+// Fastest first.
+size_t best_available() {
+  const size_t order[] = {2, 1, 3, 4, 0};
+  for (size_t i : order)
+    if (runnable(i)) return i;
+  return 0;
+}
+
+size_t auto_choice() {
 #if MD_KERNELS_READ_ENV
   const char* env = getenv("MD_KERNELS");
   if (env != nullptr && env[0] != '\0' && strcmp(env, "auto") != 0) {
-    if (const KernelTable* t = find_variant(env)) return t;
+    const size_t i = find_index(env);
+    if (i < kVariantCount) return i;
     // Unknown or unavailable: fall through to the CPU's best (kernel_variant()
     // tells what was chosen).
   }
@@ -101,28 +148,26 @@ const KernelTable* auto_choice() {
   return best_available();
 }
 
-const KernelTable* g_active = nullptr;
+// The active variant's index + 1; 0 until the first use selects one.
+size_t g_active = 0;
 
-inline const KernelTable* load_active() { return __atomic_load_n(&g_active, __ATOMIC_RELAXED); }
-inline void store_active(const KernelTable* t) { __atomic_store_n(&g_active, t, __ATOMIC_RELAXED); }
+inline void store_active(size_t index) { __atomic_store_n(&g_active, index + 1, __ATOMIC_RELAXED); }
+size_t active_index() {
+  const size_t a = __atomic_load_n(&g_active, __ATOMIC_RELAXED);
+  if (a != 0) return a - 1;
+  const size_t i = auto_choice();
+  store_active(i);
+  return i;
+}
 
 }  // namespace
 
 const KernelTable* find_variant(const char* name) {
-  if (name == nullptr) return nullptr;
-  for (size_t i = 0; i < kVariantCount; ++i)
-    if (strcmp(name, kVariantNames[i]) == 0) return table_if_available(i);
-  return nullptr;
+  const size_t i = find_index(name);
+  return i < kVariantCount ? &full_table(i) : nullptr;
 }
 
-const KernelTable& active_table() {
-  const KernelTable* t = load_active();
-  if (t == nullptr) {
-    t = auto_choice();
-    store_active(t);
-  }
-  return *t;
-}
+const KernelTable& active_table() { return full_table(active_index()); }
 
 namespace {
 
@@ -166,7 +211,8 @@ void part_rows(int rows, uint32_t i, uint32_t n, int* begin, int* end) {
 }
 
 struct GemmJob {
-  const KernelTable* table;
+  const KernelTable* table;          // training products
+  const ForwardKernels* forward;     // gemm_bias
   float* out;
   const float* a;
   const float* b;
@@ -179,7 +225,7 @@ void gemm_bias_part(void* ctx, uint32_t i) {
   const GemmJob& j = *static_cast<const GemmJob*>(ctx);
   int r0, r1;
   part_rows(j.M, i, j.parts, &r0, &r1);
-  j.table->gemm_bias(j.out + static_cast<size_t>(r0) * j.N, j.a + static_cast<size_t>(r0) * j.K, j.b, j.bias, r1 - r0,
+  j.forward->gemm_bias(j.out + static_cast<size_t>(r0) * j.N, j.a + static_cast<size_t>(r0) * j.K, j.b, j.bias, r1 - r0,
                      j.K, j.N);
 }
 
@@ -205,26 +251,26 @@ void run_parts(GemmJob* job, void (*part)(void*, uint32_t)) {
 }  // namespace
 
 void gemm_bias(float* Y, const float* X, const float* W, const float* b, int M, int K, int N) {
-  const KernelTable& t = active_table();
-  GemmJob job = {&t, Y, X, W, b, M, K, N, split_parts(M, M, K, N)};
-  if (job.parts <= 1) return t.gemm_bias(Y, X, W, b, M, K, N);
+  const ForwardKernels& f = forward_table(active_index());
+  GemmJob job = {nullptr, &f, Y, X, W, b, M, K, N, split_parts(M, M, K, N)};
+  if (job.parts <= 1) return f.gemm_bias(Y, X, W, b, M, K, N);
   run_parts(&job, gemm_bias_part);
 }
 void gemm_nt(float* dX, const float* dY, const float* W, int M, int N, int K) {
   const KernelTable& t = active_table();
-  GemmJob job = {&t, dX, dY, W, nullptr, M, K, N, split_parts(M, M, K, N)};
+  GemmJob job = {&t, nullptr, dX, dY, W, nullptr, M, K, N, split_parts(M, M, K, N)};
   if (job.parts <= 1) return t.gemm_nt(dX, dY, W, M, N, K);
   run_parts(&job, gemm_nt_part);
 }
 void gemm_tn_acc(float* dW, const float* X, const float* dY, int M, int K, int N) {
   const KernelTable& t = active_table();
-  GemmJob job = {&t, dW, X, dY, nullptr, M, K, N, split_parts(K, M, K, N)};
+  GemmJob job = {&t, nullptr, dW, X, dY, nullptr, M, K, N, split_parts(K, M, K, N)};
   if (job.parts <= 1) return t.gemm_tn_acc(dW, X, dY, M, K, N, 0, K);
   run_parts(&job, gemm_tn_acc_part);
 }
 void colsum_acc(float* db, const float* dY, int M, int N) { active_table().colsum_acc(db, dY, M, N); }
 void activation_forward(Activation a, float* y, const float* x, size_t n) {
-  active_table().activation_forward(a, y, x, n);
+  forward_table(active_index()).activation_forward(a, y, x, n);
 }
 void activation_backward(Activation a, float* dx, const float* x, const float* dy, size_t n) {
   active_table().activation_backward(a, dx, x, dy, n);
@@ -238,11 +284,11 @@ void ema_update(float* ema, const float* p, size_t n, float d, float one_minus_d
 
 }  // namespace kernels
 
-const char* kernel_variant() { return kernels::active_table().name; }
+const char* kernel_variant() { return kernels::kVariantNames[kernels::active_index()]; }
 
 bool kernel_variant_available(const char* name) {
   if (name != nullptr && strcmp(name, "auto") == 0) return true;
-  return kernels::find_variant(name) != nullptr;
+  return kernels::find_index(name) < kernels::kVariantCount;
 }
 
 Status select_kernel_variant(const char* name) {
@@ -256,10 +302,10 @@ Status select_kernel_variant(const char* name) {
   if (!known)
     return make_status(StatusCode::kInvalidArgument,
                        "unknown kernel variant (known: reference, avx2, avx512, neon, helium, auto)");
-  const kernels::KernelTable* t = kernels::find_variant(name);
-  if (t == nullptr)
+  const size_t i = kernels::find_index(name);
+  if (i >= kernels::kVariantCount)
     return make_status(StatusCode::kInvalidArgument, "kernel variant not available in this build or on this CPU");
-  kernels::store_active(t);
+  kernels::store_active(i);
   return Status::Ok();
 }
 

@@ -124,6 +124,7 @@ struct Helium {
 namespace md {
 namespace kernels {
 extern const KernelTable kHeliumTable = make_table<Helium>("helium");
+extern const ForwardKernels kHeliumForward = make_forward<Helium>();
 }  // namespace kernels
 }  // namespace md
 #endif  // MD_KERNELS_HELIUM

@@ -94,6 +94,15 @@ struct KernelTable {
   void (*ema_update)(float* ema, const float* p, size_t n, float d, float one_minus_d);
 };
 
+// The two kernels inference needs, once more per variant: the sampler's
+// entry points (gemm_bias, activation_forward) dispatch through these, so an
+// image that only samples does not link a variant's training kernels
+// (KernelTable points at all of them).
+struct ForwardKernels {
+  void (*gemm_bias)(float* Y, const float* X, const float* W, const float* b, int M, int K, int N);
+  void (*activation_forward)(Activation a, float* y, const float* x, size_t n);
+};
+
 // One table per variant. Only the ones compiled into this build are defined:
 // dispatch.cpp references avx2/avx512 when CMake compiled them
 // (MD_KERNELS_HAVE_AVX2/AVX512), neon when MD_KERNELS_NEON is 1 and helium
@@ -103,6 +112,11 @@ extern const KernelTable kAvx2Table;
 extern const KernelTable kAvx512Table;
 extern const KernelTable kNeonTable;
 extern const KernelTable kHeliumTable;
+extern const ForwardKernels kReferenceForward;
+extern const ForwardKernels kAvx2Forward;
+extern const ForwardKernels kAvx512Forward;
+extern const ForwardKernels kNeonForward;
+extern const ForwardKernels kHeliumForward;
 #if defined(__ARM_NEON) && (defined(__aarch64__) || defined(__ARM_FEATURE_FMA))
 #define MD_KERNELS_NEON 1  // AArch64, or ARMv7 with NEON and VFPv4 (vfma)
 #else

@@ -111,6 +111,7 @@ struct Neon {
 namespace md {
 namespace kernels {
 extern const KernelTable kNeonTable = make_table<Neon>("neon");
+extern const ForwardKernels kNeonForward = make_forward<Neon>();
 }  // namespace kernels
 }  // namespace md
 #endif  // MD_KERNELS_NEON

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "scalar_math.h"
 
 namespace md {
 namespace kernels {
@@ -89,9 +90,8 @@ void colsum_acc(float* __restrict db, const float* __restrict dY, int M, int N) 
 namespace {
 constexpr float kSqrt2OverPi = 0.7978845608028654f;
 constexpr float kGeluCubic = 0.044715f;
-constexpr float kInvSqrt2 = 0.7071067811865476f;
 constexpr float kInvSqrt2Pi = 0.3989422804014327f;
-inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+inline float sigmoid(float x) { return 1.0f / (1.0f + math::exp_f(-x)); }
 }  // namespace
 
 float activation_value(Activation a, float x) {
@@ -100,10 +100,12 @@ float activation_value(Activation a, float x) {
     case Activation::kReLU: return x > 0.0f ? x : 0.0f;
     case Activation::kSiLU: return x * sigmoid(x);
     case Activation::kGeluTanh:
-      return 0.5f * x * (1.0f + tanhf(kSqrt2OverPi * (x + kGeluCubic * x * x * x)));
-    case Activation::kGeluErf: return 0.5f * x * (1.0f + erff(x * kInvSqrt2));
-    case Activation::kSoftplus: return x > 20.0f ? x : log1pf(expf(x));
-    case Activation::kTanh: return tanhf(x);
+      // 0.5 x (1 + tanh(u)) = x sigmoid(2u): no cancellation in 1 + tanh for negative x.
+      return x * sigmoid(2.0f * kSqrt2OverPi * (x + kGeluCubic * x * x * x));
+    case Activation::kGeluErf: return x * math::phi_f(x);  // 0.5 x (1 + erf(x / sqrt 2))
+    case Activation::kSoftplus:  // log(1 + e^x) = max(x, 0) + log1p(e^-|x|)
+      return x > 20.0f ? x : (x > 0.0f ? x : 0.0f) + math::log1p01_f(math::exp_f(x > 0.0f ? -x : x));
+    case Activation::kTanh: return math::tanh_f(x);
   }
   return x;
 }
@@ -117,16 +119,20 @@ float activation_derivative(Activation a, float x) {
       return s * (1.0f + x * (1.0f - s));
     }
     case Activation::kGeluTanh: {
-      const float inner = kSqrt2OverPi * (x + kGeluCubic * x * x * x);
-      const float th = tanhf(inner);
-      const float d_inner = kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * x * x);
-      return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * d_inner;
+      // s + x s (1 - s) d(2u)/dx with s = sigmoid(2u), 1 - s = e s, e = exp(-2u);
+      // 0 or 1 beyond |x| = 10, where e s s would meet inf * 0.
+      if (x > 10.0f || x < -10.0f) return x > 0.0f ? 1.0f : 0.0f;
+      const float u2 = 2.0f * kSqrt2OverPi * (x + kGeluCubic * x * x * x);
+      const float e = math::exp_f(-u2);
+      const float sg = 1.0f / (1.0f + e);
+      const float du2 = 2.0f * kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * x * x);
+      return sg + x * (e * sg * sg) * du2;
     }
     case Activation::kGeluErf:
-      return 0.5f * (1.0f + erff(x * kInvSqrt2)) + x * kInvSqrt2Pi * expf(-0.5f * x * x);
+      return math::phi_f(x) + x * kInvSqrt2Pi * math::exp_f(-0.5f * x * x);
     case Activation::kSoftplus: return x > 20.0f ? 1.0f : sigmoid(x);
     case Activation::kTanh: {
-      const float th = tanhf(x);
+      const float th = math::tanh_f(x);
       return 1.0f - th * th;
     }
   }
@@ -162,6 +168,7 @@ extern const KernelTable kReferenceTable = {
     "reference",          ref::gemm_bias,           ref::gemm_nt,     ref::gemm_tn_acc, ref::colsum_acc,
     ref::activation_forward, ref::activation_backward, ref::adam_update, ref::ema_update,
 };
+extern const ForwardKernels kReferenceForward = {ref::gemm_bias, ref::activation_forward};
 
 }  // namespace kernels
 }  // namespace md

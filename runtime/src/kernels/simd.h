@@ -727,6 +727,11 @@ constexpr KernelTable make_table(const char* name) {
                      simd_ema_update<S>};
 }
 
+template <class S>
+constexpr ForwardKernels make_forward() {
+  return ForwardKernels{simd_gemm_bias<S>, simd_activation_forward<S>};
+}
+
 }  // namespace
 }  // namespace kernels
 }  // namespace md
