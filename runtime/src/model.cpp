@@ -130,29 +130,44 @@ Model bind_model(const ModelDesc& desc, const float* params) {
 
 namespace {
 
-// tiny-diffusion's SinusoidalEmbedding for `dim` outputs of the scalar v.
-void sinusoid(float* out, float v, uint32_t dim) {
+// tiny-diffusion's SinusoidalEmbedding: `dim` outputs [sin(v f_j)..., cos(v f_j)...]
+// of the scalar v, f_j = exp(-ln(10000) j / (half - 1)). `freq` holds f_j for
+// j in [j0, j0 + n); this writes that slice of the sines and cosines.
+void sinusoid_slice(float* out, float v, uint32_t dim, const float* freq, uint32_t j0, uint32_t n) {
+  const uint32_t half = dim / 2;
+  float* s = out + j0;
+  for (uint32_t j = 0; j < n; ++j) s[j] = v * freq[j];
+  kernels::sincos(s, s, out + half + j0, n);
+}
+
+// The frequencies are computed once per call, a chunk at a time (a small
+// stack array, whatever the width), not once per row.
+constexpr uint32_t kFreqChunk = 32;
+void fill_freq(float* freq, uint32_t dim, uint32_t j0, uint32_t n) {
   const uint32_t half = dim / 2;
   const float step = half > 1 ? 9.21034037197618f / static_cast<float>(half - 1) : 0.0f;  // ln(10000)
-  for (uint32_t j = 0; j < half; ++j) {
-    const float a = v * math::exp_f(-step * static_cast<float>(j));
-    math::sincos_f(a, &out[j], &out[half + j]);
-  }
+  for (uint32_t j = 0; j < n; ++j) freq[j] = math::exp_f(-step * static_cast<float>(j0 + j));
 }
 
 void embed_forward(const LayerDesc& L, uint32_t D, const float* x, const int32_t* t,
                    uint32_t batch, float* y) {
-  for (uint32_t b = 0; b < batch; ++b) {
-    const float* xb = x + static_cast<size_t>(b) * D;
-    float* yb = y + static_cast<size_t>(b) * L.out;
-    if (L.x_raw) {
-      memcpy(yb, xb, D * sizeof(float));
-      yb += D;
-    }
-    if (L.x_sin_dim) {
-      for (uint32_t i = 0; i < D; ++i, yb += L.x_sin_dim) sinusoid(yb, xb[i] * L.x_scale, L.x_sin_dim);
-    }
-    if (L.t_sin_dim) sinusoid(yb, static_cast<float>(t[b]), L.t_sin_dim);
+  const uint32_t x_off = L.x_raw ? D : 0, t_off = x_off + D * L.x_sin_dim;
+  for (uint32_t b = 0; b < batch; ++b)
+    if (L.x_raw) memcpy(y + static_cast<size_t>(b) * L.out, x + static_cast<size_t>(b) * D, D * sizeof(float));
+  float freq[kFreqChunk];
+  for (uint32_t j0 = 0; j0 < L.x_sin_dim / 2; j0 += kFreqChunk) {
+    const uint32_t n = L.x_sin_dim / 2 - j0 < kFreqChunk ? L.x_sin_dim / 2 - j0 : kFreqChunk;
+    fill_freq(freq, L.x_sin_dim, j0, n);
+    for (uint32_t b = 0; b < batch; ++b)
+      for (uint32_t i = 0; i < D; ++i)
+        sinusoid_slice(y + static_cast<size_t>(b) * L.out + x_off + i * L.x_sin_dim,
+                       x[static_cast<size_t>(b) * D + i] * L.x_scale, L.x_sin_dim, freq, j0, n);
+  }
+  for (uint32_t j0 = 0; j0 < L.t_sin_dim / 2; j0 += kFreqChunk) {
+    const uint32_t n = L.t_sin_dim / 2 - j0 < kFreqChunk ? L.t_sin_dim / 2 - j0 : kFreqChunk;
+    fill_freq(freq, L.t_sin_dim, j0, n);
+    for (uint32_t b = 0; b < batch; ++b)
+      sinusoid_slice(y + static_cast<size_t>(b) * L.out + t_off, static_cast<float>(t[b]), L.t_sin_dim, freq, j0, n);
   }
 }
 

@@ -272,6 +272,7 @@ void colsum_acc(float* db, const float* dY, int M, int N) { active_table().colsu
 void activation_forward(Activation a, float* y, const float* x, size_t n) {
   forward_table(active_index()).activation_forward(a, y, x, n);
 }
+void sincos(const float* a, float* s, float* c, size_t n) { forward_table(active_index()).sincos(a, s, c, n); }
 void activation_backward(Activation a, float* dx, const float* x, const float* dy, size_t n) {
   active_table().activation_backward(a, dx, x, dy, n);
 }

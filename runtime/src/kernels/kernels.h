@@ -75,6 +75,9 @@ inline void adam_update_scalar(float* p, float* m, float* v, const float* grad, 
 // ema = d * ema + one_minus_d * p (bit-identical across variants)
 void ema_update(float* ema, const float* p, size_t n, float d, float one_minus_d);
 
+// s[i] = sin(a[i]), c[i] = cos(a[i]) (the sinusoidal embeddings); s may alias a.
+void sincos(const float* a, float* s, float* c, size_t n);
+
 // Scalar forms, shared by all variants and by tests.
 float activation_value(Activation a, float x);
 float activation_derivative(Activation a, float x);
@@ -92,15 +95,17 @@ struct KernelTable {
   void (*activation_backward)(Activation a, float* dx, const float* x, const float* dy, size_t n);
   void (*adam_update)(float* p, float* m, float* v, const float* grad, size_t n, const AdamStep& s);
   void (*ema_update)(float* ema, const float* p, size_t n, float d, float one_minus_d);
+  void (*sincos)(const float* a, float* s, float* c, size_t n);
 };
 
-// The two kernels inference needs, once more per variant: the sampler's
+// The kernels inference needs, once more per variant: the sampler's
 // entry points (gemm_bias, activation_forward) dispatch through these, so an
 // image that only samples does not link a variant's training kernels
 // (KernelTable points at all of them).
 struct ForwardKernels {
   void (*gemm_bias)(float* Y, const float* X, const float* W, const float* b, int M, int K, int N);
   void (*activation_forward)(Activation a, float* y, const float* x, size_t n);
+  void (*sincos)(const float* a, float* s, float* c, size_t n);
 };
 
 // One table per variant. Only the ones compiled into this build are defined:

@@ -158,6 +158,10 @@ void adam_update(float* __restrict p, float* __restrict m, float* __restrict v, 
   adam_update_scalar(p, m, v, grad, 0, n, s);
 }
 
+void sincos(const float* a, float* s, float* c, size_t n) {
+  for (size_t i = 0; i < n; ++i) math::sincos_f(a[i], &s[i], &c[i]);
+}
+
 void ema_update(float* __restrict ema, const float* __restrict p, size_t n, float d, float one_minus_d) {
   for (size_t i = 0; i < n; ++i) ema[i] = d * ema[i] + one_minus_d * p[i];
 }
@@ -166,9 +170,9 @@ void ema_update(float* __restrict ema, const float* __restrict p, size_t n, floa
 
 extern const KernelTable kReferenceTable = {
     "reference",          ref::gemm_bias,           ref::gemm_nt,     ref::gemm_tn_acc, ref::colsum_acc,
-    ref::activation_forward, ref::activation_backward, ref::adam_update, ref::ema_update,
+    ref::activation_forward, ref::activation_backward, ref::adam_update, ref::ema_update, ref::sincos,
 };
-extern const ForwardKernels kReferenceForward = {ref::gemm_bias, ref::activation_forward};
+extern const ForwardKernels kReferenceForward = {ref::gemm_bias, ref::activation_forward, ref::sincos};
 
 }  // namespace kernels
 }  // namespace md

@@ -36,6 +36,14 @@
 #include "kernels/kernels.h"
 
 namespace md {
+namespace math {
+// scalar_math.h's (declared here alone: that header has inline functions,
+// which an ISA file must not emit; see above).
+void sincos_f(float a, float* s, float* c);
+}  // namespace math
+}  // namespace md
+
+namespace md {
 namespace kernels {
 namespace {
 
@@ -714,6 +722,61 @@ void simd_ema_update(float* ema, const float* p, size_t n, float d, float one_mi
   for (; i < n; ++i) ema[i] = d * ema[i] + one_minus_d * p[i];
 }
 
+// ---- sin and cos (the sinusoidal embeddings) ------------------------------------
+//
+// a = k pi/2 + r with k = round(a 2/pi) and r by a three-part Cody-Waite
+// reduction with fused multiply-adds (accurate while k < 2^13, so |a| <=
+// 8192 here), then the same Cephes polynomials on [-pi/4, pi/4] as
+// math::sincos_f and the quarter-turn rotation, with the quadrant k mod 4
+// computed in float (no integer lanes needed). A vector holding a larger
+// |a|, or an infinity, goes to math::sincos_f lane by lane (which reduces in
+// double). Within 2.5e-7 absolute of sin and cos (tests/test_kernels.cpp).
+template <class S>
+inline void sincos_vec(typename S::V a, typename S::V* sv, typename S::V* cv) {
+  using V = typename S::V;
+  const V k = S::round(S::mul(a, S::set1(0.636619772367581343f)));
+  V r = S::fma(S::neg(k), S::set1(1.57079637050628662109375f), a);
+  r = S::fma(S::neg(k), S::set1(-4.37113900018624283e-8f), r);
+  r = S::fma(S::neg(k), S::set1(-1.71512451000596640e-15f), r);
+  const V z = S::mul(r, r);
+  const V sr = S::fma(S::mul(S::mul(S::fma(S::fma(S::set1(-1.9515295891e-4f), z, S::set1(8.3321608736e-3f)), z,
+                                           S::set1(-1.6666654611e-1f)), z), r), S::set1(1.0f), r);
+  const V cpoly = S::fma(S::fma(S::set1(2.443315711809948e-5f), z, S::set1(-1.388731625493765e-3f)), z,
+                         S::set1(4.166664568298827e-2f));
+  const V cr = S::add(S::sub(S::mul(S::mul(cpoly, z), z), S::mul(S::set1(0.5f), z)), S::set1(1.0f));
+  // q = k mod 4 = 2 h + odd: h = floor(q / 2), odd = q - 2 h, each 0 or 1. The
+  // fractions of k/4 and q/2 are multiples of 1/4, so rounding after the
+  // offsets -3/8 and -1/4 never meets a tie and gives the floor.
+  const V q = S::sub(k, S::mul(S::set1(4.0f), S::round(S::sub(S::mul(k, S::set1(0.25f)), S::set1(0.375f)))));
+  const V h = S::round(S::sub(S::mul(q, S::set1(0.5f)), S::set1(0.25f)));
+  const V odd = S::sub(q, S::add(h, h));
+  const auto swap = S::gt(odd, S::set1(0.5f));
+  const V one = S::set1(1.0f), two = S::set1(2.0f);
+  *sv = S::mul(S::select(swap, cr, sr), S::sub(one, S::mul(two, h)));                  // + + - - for q = 0..3
+  *cv = S::mul(S::select(swap, sr, cr), S::sub(one, S::mul(two, S::abs(S::sub(odd, h)))));  // + - - +
+}
+
+// s[i] = sin(a[i]), c[i] = cos(a[i]); s may alias a.
+template <class S>
+void simd_sincos(const float* a, float* s, float* c, size_t n) {
+  using V = typename S::V;
+  constexpr size_t W = S::W;
+  const V limit = S::set1(8192.0f);
+  size_t i = 0;
+  for (; i + W <= n; i += W) {
+    const V av = S::load(a + i);
+    if (S::hsum(S::select(S::gt(S::abs(av), limit), S::set1(1.0f), S::zero())) > 0.0f) {
+      for (size_t j = i; j < i + W; ++j) math::sincos_f(a[j], &s[j], &c[j]);
+      continue;
+    }
+    V sv, cv;
+    sincos_vec<S>(av, &sv, &cv);
+    S::store(s + i, sv);
+    S::store(c + i, cv);
+  }
+  for (; i < n; ++i) math::sincos_f(a[i], &s[i], &c[i]);
+}
+
 template <class S>
 constexpr KernelTable make_table(const char* name) {
   return KernelTable{name,
@@ -724,12 +787,13 @@ constexpr KernelTable make_table(const char* name) {
                      simd_activation_forward<S>,
                      simd_activation_backward<S>,
                      simd_adam_update<S>,
-                     simd_ema_update<S>};
+                     simd_ema_update<S>,
+                     simd_sincos<S>};
 }
 
 template <class S>
 constexpr ForwardKernels make_forward() {
-  return ForwardKernels{simd_gemm_bias<S>, simd_activation_forward<S>};
+  return ForwardKernels{simd_gemm_bias<S>, simd_activation_forward<S>, simd_sincos<S>};
 }
 
 }  // namespace
