@@ -149,12 +149,13 @@ Status check_shape(const Model& model, const ScheduleDesc& schedule, uint32_t ba
 }  // namespace
 
 // The arena layout and the schedule, for both inits (after check_shape).
-Status Sampler::bind(const Model& model, const ScheduleDesc& schedule, uint32_t batch, Arena& arena) {
+Status Sampler::bind(const Model& model, const ScheduleDesc& schedule, uint32_t batch, Arena& arena,
+                     Status (*build)(const ScheduleDesc&, float*)) {
   const SamplerPlan sp = sampler_plan(model.desc, batch);
   uint8_t* base = nullptr;
   MD_RETURN_IF_ERROR(arena.reserve(sp.plan, &base));
   float* alpha_bar = reinterpret_cast<float*>(base + sp.alpha_bar);
-  MD_RETURN_IF_ERROR(build_alpha_bar(schedule, alpha_bar));
+  MD_RETURN_IF_ERROR(build(schedule, alpha_bar));
   alpha_bar_ = alpha_bar;
   timesteps_ = reinterpret_cast<uint32_t*>(base + sp.timesteps);
   model_ = model;
@@ -187,7 +188,7 @@ Status Sampler::init(const Model& model, const ScheduleDesc& schedule, Variance 
   if (schedule.zero_terminal_snr)
     return make_status(StatusCode::kInvalidArgument, "zero terminal SNR needs a v or x0 prediction, not eps");
   x_ = nullptr;
-  MD_RETURN_IF_ERROR(bind(model, schedule, batch, arena));
+  MD_RETURN_IF_ERROR(bind(model, schedule, batch, arena, build_alpha_bar_plain));
   const uint32_t T = model.desc.T;
   for (uint32_t i = 0; i < T; ++i) timesteps_[i] = i;  // make_timesteps' linspace with K = T
   n_steps_ = T;
@@ -236,7 +237,7 @@ Status Sampler::init(const Model& model, const ScheduleDesc& schedule, const Sam
         return make_status(StatusCode::kInvalidArgument, "explicit timestep out of range (value, T)", config.timesteps[i], T);
 
   x_ = nullptr;
-  MD_RETURN_IF_ERROR(bind(model, schedule, batch, arena));
+  MD_RETURN_IF_ERROR(bind(model, schedule, batch, arena, build_alpha_bar));
   if (config.timesteps != nullptr) {
     memcpy(timesteps_, config.timesteps, config.n_timesteps * sizeof(uint32_t));
     n_steps_ = sort_unique(timesteps_, config.n_timesteps);
@@ -340,14 +341,21 @@ Status Sampler::sample_from(const float* x_start, uint64_t seed, uint32_t first,
   return run(x_start, seed, first, n, out, observer, user);
 }
 
-// Step noise, per sample, keyed by the timestep.
-void Sampler::add_noise(const Step& st, float sigma) {
+// Step noise, per sample, keyed by the timestep: sigma for every element,
+// or with `learned` (log beta', log beta-tilde') the learned range's sigma
+// per element from the model's v output.
+void Sampler::add_noise(const Step& st, float sigma, const double* learned) {
   if (!(sigma > 0.0f)) return;
   const uint32_t D = model_.desc.D;
   for (uint32_t r = 0; r < st.rows; ++r) {
     gaussian_fill(st.seed, RngStream::kSampleStep, st.index0 + r, st.t, noise_, D);
     float* x = x_ + static_cast<size_t>(r) * D;
-    for (uint32_t j = 0; j < D; ++j) x[j] += sigma * noise_[j];
+    const float* v = var_v_ + static_cast<size_t>(r) * D;
+    for (uint32_t j = 0; j < D; ++j) {
+      const float s = learned ? static_cast<float>(math::exp_d(0.5 * learned_log_variance(v[j], learned[0], learned[1])))
+                              : sigma;
+      x[j] += s * noise_[j];
+    }
   }
 }
 
@@ -360,15 +368,8 @@ void Sampler::add_ddpm_noise(const Step& st, double beta) {
     add_noise(st, static_cast<float>(math::sqrt_d(config_.variance == Variance::kFixedLarge ? beta : tilde)));
     return;
   }
-  const uint32_t D = model_.desc.D;
-  const double log_beta = math::log_d(beta), log_tilde = math::log_d(tilde);
-  for (uint32_t r = 0; r < st.rows; ++r) {
-    gaussian_fill(st.seed, RngStream::kSampleStep, st.index0 + r, st.t, noise_, D);
-    float* x = x_ + static_cast<size_t>(r) * D;
-    const float* v = var_v_ + static_cast<size_t>(r) * D;
-    for (uint32_t j = 0; j < D; ++j)
-      x[j] += static_cast<float>(math::exp_d(0.5 * learned_log_variance(v[j], log_beta, log_tilde))) * noise_[j];
-  }
+  const double logs[2] = {math::log_d(beta), math::log_d(tilde)};
+  add_noise(st, 1.0f, logs);
 }
 
 // DDPM, Algorithm 2: x = (x - beta' / sqrt(1 - ab) eps) / sqrt(alpha'), plus noise.

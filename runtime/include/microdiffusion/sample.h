@@ -137,13 +137,15 @@ class Sampler {
     bool have_prev;   // ... once there is one
   };
   using StepFn = void (Sampler::*)(Step&);
-  Status bind(const Model& model, const ScheduleDesc& schedule, uint32_t batch, Arena& arena);
+  // The arena layout and alpha_bar (by `build`: build_alpha_bar or build_alpha_bar_plain).
+  Status bind(const Model& model, const ScheduleDesc& schedule, uint32_t batch, Arena& arena,
+              Status (*build)(const ScheduleDesc&, float*));
   void step_ddpm(Step& st);
   void step_ddpm_x0(Step& st);
   void step_ddim(Step& st);
   void step_dpm2m(Step& st);
   void step_ode(Step& st);
-  void add_noise(const Step& st, float sigma);
+  void add_noise(const Step& st, float sigma, const double* learned = nullptr);
   void add_ddpm_noise(const Step& st, double beta);
   Status run(const float* x_start, uint64_t seed, uint32_t first, uint32_t n, float* out, StepObserver observer,
              void* user);
