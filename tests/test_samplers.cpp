@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <random>
 #include <vector>
 
 #include "gaussian_model.h"
@@ -252,6 +254,59 @@ TEST(Timesteps, ExplicitListIsSortedDedupedAndChecked) {
   md::Arena arena2(buf.data(), buf.size());
   md::Sampler s2;
   EXPECT_EQ(s2.init(g.model(), g.sched, cfg, 4, arena2).code, md::StatusCode::kInvalidArgument);
+}
+
+// init(model, schedule, variance, ...) names only the DDPM step (so that
+// firmware using it links no other sampler): it must draw the same samples,
+// bit for bit, as the SamplerConfig init with only the variance set, for every
+// variance (learned range included) and schedule kind; and build_alpha_bar_plain,
+// which it uses, must give build_alpha_bar's table.
+TEST(Samplers, DdpmOnlyInitMatchesTheConfigInit) {
+  constexpr uint32_t kT = 30, kBatch = 3, kN = 5;
+  for (const bool learned : {false, true}) {
+    const md::ModelDesc d = learned ? md::with_learned_variance(md::preset_default(2, kT, 16, 8, 1))
+                                    : md::preset_tutorial(2, kT, 16);
+    std::mt19937 rng(11);
+    std::uniform_real_distribution<float> u(-0.4f, 0.4f);
+    std::vector<float> params(md::param_layout(d).total_floats);
+    for (float& p : params) p = u(rng);
+    const md::Model m = md::bind_model(d, params.data());
+    for (const md::ScheduleDesc& sched : {md::linear_schedule(kT), md::cosine_schedule(kT)}) {
+      std::vector<float> ab(kT), ab_plain(kT);
+      ASSERT_TRUE(md::build_alpha_bar(sched, ab.data()).ok());
+      ASSERT_TRUE(md::build_alpha_bar_plain(sched, ab_plain.data()).ok());
+      EXPECT_EQ(std::memcmp(ab.data(), ab_plain.data(), kT * sizeof(float)), 0);
+      for (uint32_t v = 0; v < md::kVarianceCount; ++v) {
+        const md::Variance var = static_cast<md::Variance>(v);
+        if (var == md::Variance::kLearnedRange && !learned) continue;
+        std::vector<unsigned char> b1(md::sampling_arena_bytes(d, kBatch)), b2(b1.size());
+        md::Arena a1(b1.data(), b1.size()), a2(b2.data(), b2.size());
+        md::Sampler lean, full;
+        ASSERT_TRUE(lean.init(m, sched, var, kBatch, a1).ok());
+        md::SamplerConfig cfg;
+        cfg.variance = var;
+        ASSERT_TRUE(full.init(m, sched, cfg, kBatch, a2).ok());
+        EXPECT_EQ(lean.steps(), full.steps());
+        std::vector<float> x1(kN * d.D), x2(kN * d.D);
+        ASSERT_TRUE(lean.sample(7, 2, kN, x1.data()).ok());
+        ASSERT_TRUE(full.sample(7, 2, kN, x2.data()).ok());
+        EXPECT_EQ(std::memcmp(x1.data(), x2.data(), x1.size() * sizeof(float)), 0) << "learned " << learned
+                                                                                    << ", variance " << v;
+      }
+    }
+  }
+  // Eps prediction cannot start from zero terminal SNR; build_alpha_bar_plain refuses the rescale.
+  md::ScheduleDesc zsnr = md::linear_schedule(kT);
+  zsnr.zero_terminal_snr = 1;
+  std::vector<float> ab(kT);
+  EXPECT_EQ(md::build_alpha_bar_plain(zsnr, ab.data()).code, md::StatusCode::kInvalidArgument);
+  const md::ModelDesc d = md::preset_tutorial(2, kT, 16);
+  std::vector<float> params(md::param_layout(d).total_floats, 0.0f);
+  std::vector<unsigned char> buf(md::sampling_arena_bytes(d, 1));
+  md::Arena arena(buf.data(), buf.size());
+  md::Sampler s;
+  EXPECT_EQ(s.init(md::bind_model(d, params.data()), zsnr, md::Variance::kFixedSmall, 1, arena).code,
+            md::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

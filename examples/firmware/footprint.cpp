@@ -6,7 +6,9 @@
 //    function of its own: md::LoadedWeights (about 2 KB) lives on the stack
 //    only until the sampler has copied the model out of it;
 //  * samples one batch (seed 42) with an md::Sampler whose arena is exactly
-//    md::sampling_arena_bytes(desc, batch), a static array in .bss. The
+//    md::sampling_arena_bytes(desc, batch), a static array in .bss, set up
+//    by the DDPM-only Sampler::init (variance, no SamplerConfig), which links
+//    no other sampler, spacing, clipping or zero-SNR code. The
 //    sampler is constructed in .bss storage at run time: a plain global
 //    md::Sampler would go to .data (its members have non-zero defaults), which
 //    costs its size in flash as well as in RAM;

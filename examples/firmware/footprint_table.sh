@@ -222,11 +222,15 @@ cat <<EOF
   (\`runtime/src/scalar_math.cpp\`), so no libm is linked; libgcc's double
   routines stay because the schedule is built and the per-step coefficients
   and the portable Gaussian noise (\`md::gaussian_fill\`, bit for bit the same
-  on every target) are formed in double. The runtime's largest pieces are the
-  sampler loop (\`md::Sampler::run\`: DDPM, DDIM, DPM-Solver++(2M), the ODE
-  sampler, learned variances), \`md::load_weights\` and its checks, the timestep
-  spacings and x0 clipping / thresholding: all chosen at run time by the weight
-  file and the \`md::SamplerConfig\`, so the linker keeps them all.
+  on every target) are formed in double. The samplers are selected at link
+  time: \`footprint.cpp\` calls the DDPM-only
+  \`md::Sampler::init(model, schedule, variance, batch, arena)\`, which names
+  only the ancestral step, so DDIM, DPM-Solver++(2M), the ODE sampler, the
+  timestep spacings, x0 clipping / thresholding and the zero-terminal-SNR
+  rescale are not linked (the \`md::SamplerConfig\` init links them all). What
+  the weight file chooses at run time stays: every schedule kind, activation,
+  embedding and weight precision (f16 and int8 GEMMs), learned variances, and
+  \`md::load_weights\` with its checks.
 * **RAM at most 8 KiB (8,192 bytes)** to sample with weights in flash:
   $(group $ram) bytes, $(verdict $ram 8192). The arena is $(group "${R[${k}_arena]}") bytes
   (\`md::sampling_arena_bytes\`; $(group $(( 100 * 4 ))) of it the alpha_bar table of T = 100

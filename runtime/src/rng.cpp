@@ -20,6 +20,11 @@ inline void mulhilo(uint32_t a, uint32_t b, uint32_t* hi, uint32_t* lo) {
 
 constexpr double kLn2 = 0.6931471805599453094;
 constexpr double kPi = 3.14159265358979323846;
+// 1/27, 1/25, ..., 1/1: the series' coefficients, rounded by the compiler as
+// the division would round them at run time (the same bits, no soft-float
+// divisions on a single-precision FPU).
+constexpr double kInvOdd[14] = {1.0 / 27, 1.0 / 25, 1.0 / 23, 1.0 / 21, 1.0 / 19, 1.0 / 17, 1.0 / 15,
+                                1.0 / 13, 1.0 / 11, 1.0 / 9,  1.0 / 7,  1.0 / 5,  1.0 / 3,  1.0 / 1};
 
 using math::cos_small_d;
 using math::sin_small_d;
@@ -52,7 +57,7 @@ double portable_log(double x) {
   const double s = (x - 1.0) / (x + 1.0);  // |s| <= 0.1716
   const double s2 = s * s;
   double sum = 0.0;
-  for (int k = 27; k >= 1; k -= 2) sum = sum * s2 + 1.0 / k;  // sum_k s^(k-1)/k
+  for (double inv_k : kInvOdd) sum = sum * s2 + inv_k;  // sum_k s^(k-1)/k, k = 27, 25, ..., 1
   return 2.0 * s * sum + e * kLn2;
 }
 
@@ -107,7 +112,7 @@ void gaussian_fill(uint64_t seed, RngStream stream, uint32_t a, uint32_t b, floa
     const Counter ctr{{static_cast<uint32_t>(stream), a, b, static_cast<uint32_t>(j / 4)}};
     philox4x32(seed, ctr, words);
     double z[4];
-    for (int p = 0; p < 2; ++p) {
+    for (size_t p = 0; p < 2 && j + 2 * p < n; ++p) {  // a pair only if one of its normals is used
       // u1 in (0, 1] so log is finite; u2 in [0, 1). 32 bits each.
       const double u1 = (static_cast<double>(words[2 * p]) + 1.0) * (1.0 / 4294967296.0);
       const double u2 = static_cast<double>(words[2 * p + 1]) * (1.0 / 4294967296.0);

@@ -136,21 +136,73 @@ Status section_timesteps(uint32_t T, const uint32_t* counts, uint32_t n_sections
   return Status::Ok();
 }
 
+namespace {
+// The checks both inits start with.
+Status check_shape(const Model& model, const ScheduleDesc& schedule, uint32_t batch) {
+  MD_RETURN_IF_ERROR(validate_model(model.desc));
+  if (batch < 1 || batch > (1u << 20))
+    return make_status(StatusCode::kInvalidArgument, "sampler batch must be in [1, 2^20]", batch, 1u << 20);
+  if (schedule.T != model.desc.T)
+    return make_status(StatusCode::kInvalidArgument, "schedule T differs from model T", schedule.T, model.desc.T);
+  return Status::Ok();
+}
+}  // namespace
+
+// The arena layout and the schedule, for both inits (after check_shape).
+Status Sampler::bind(const Model& model, const ScheduleDesc& schedule, uint32_t batch, Arena& arena,
+                     Status (*build)(const ScheduleDesc&, float*)) {
+  const SamplerPlan sp = sampler_plan(model.desc, batch);
+  uint8_t* base = nullptr;
+  MD_RETURN_IF_ERROR(arena.reserve(sp.plan, &base));
+  float* alpha_bar = reinterpret_cast<float*>(base + sp.alpha_bar);
+  MD_RETURN_IF_ERROR(build(schedule, alpha_bar));
+  alpha_bar_ = alpha_bar;
+  timesteps_ = reinterpret_cast<uint32_t*>(base + sp.timesteps);
+  model_ = model;
+  batch_ = batch;
+  x_ = reinterpret_cast<float*>(base + sp.x);
+  eps_ = reinterpret_cast<float*>(base + sp.eps);
+  x0_ = reinterpret_cast<float*>(base + sp.x0);
+  prev_x0_ = reinterpret_cast<float*>(base + sp.prev_x0);
+  aux_ = reinterpret_cast<float*>(base + sp.aux);
+  guide_ = reinterpret_cast<float*>(base + sp.guide);
+  t_ = reinterpret_cast<int32_t*>(base + sp.t);
+  labels_ = reinterpret_cast<int32_t*>(base + sp.labels);
+  noise_ = reinterpret_cast<float*>(base + sp.noise);
+  raw_ = reinterpret_cast<float*>(base + sp.raw);
+  var_v_ = reinterpret_cast<float*>(base + sp.var_v);
+  scratch_ = reinterpret_cast<float*>(base + sp.scratch);
+  return Status::Ok();
+}
+
+// DDPM over every timestep, eps prediction, nothing else: this init names
+// only the ancestral step, so an application that uses it alone links none
+// of the other samplers, the spacings, guidance, clipping or thresholding.
 Status Sampler::init(const Model& model, const ScheduleDesc& schedule, Variance variance, uint32_t batch,
                      Arena& arena) {
-  SamplerConfig config;
-  config.variance = variance;
-  return init(model, schedule, config, batch, arena);
+  MD_RETURN_IF_ERROR(check_shape(model, schedule, batch));
+  if (static_cast<uint32_t>(variance) >= kVarianceCount)
+    return make_status(StatusCode::kInvalidArgument, "unknown variance");
+  if (variance == Variance::kLearnedRange && !model.desc.learned_variance)
+    return make_status(StatusCode::kInvalidArgument, "a learned variance needs a model that outputs one");
+  if (schedule.zero_terminal_snr)
+    return make_status(StatusCode::kInvalidArgument, "zero terminal SNR needs a v or x0 prediction, not eps");
+  x_ = nullptr;
+  MD_RETURN_IF_ERROR(bind(model, schedule, batch, arena, build_alpha_bar_plain));
+  const uint32_t T = model.desc.T;
+  for (uint32_t i = 0; i < T; ++i) timesteps_[i] = i;  // make_timesteps' linspace with K = T
+  n_steps_ = T;
+  config_ = SamplerConfig();
+  config_.variance = variance;
+  config_.n_timesteps = T;
+  step_ = &Sampler::step_ddpm;
+  return Status::Ok();
 }
 
 Status Sampler::init(const Model& model, const ScheduleDesc& schedule, const SamplerConfig& config, uint32_t batch,
                      Arena& arena) {
-  MD_RETURN_IF_ERROR(validate_model(model.desc));
+  MD_RETURN_IF_ERROR(check_shape(model, schedule, batch));
   const uint32_t T = model.desc.T;
-  if (batch < 1 || batch > (1u << 20))
-    return make_status(StatusCode::kInvalidArgument, "sampler batch must be in [1, 2^20]", batch, 1u << 20);
-  if (schedule.T != T)
-    return make_status(StatusCode::kInvalidArgument, "schedule T differs from model T", schedule.T, T);
   if (schedule.zero_terminal_snr && config.prediction == Prediction::kEpsilon)
     return make_status(StatusCode::kInvalidArgument, "zero terminal SNR needs a v or x0 prediction, not eps");
   if (schedule.zero_terminal_snr && config.kind == SamplerKind::kOdeHeun)
@@ -184,36 +236,30 @@ Status Sampler::init(const Model& model, const ScheduleDesc& schedule, const Sam
       if (config.timesteps[i] >= T)
         return make_status(StatusCode::kInvalidArgument, "explicit timestep out of range (value, T)", config.timesteps[i], T);
 
-  const SamplerPlan sp = sampler_plan(model.desc, batch);
-  uint8_t* base = nullptr;
-  MD_RETURN_IF_ERROR(arena.reserve(sp.plan, &base));
-  float* alpha_bar = reinterpret_cast<float*>(base + sp.alpha_bar);
-  MD_RETURN_IF_ERROR(build_alpha_bar(schedule, alpha_bar));
-  alpha_bar_ = alpha_bar;
-  timesteps_ = reinterpret_cast<uint32_t*>(base + sp.timesteps);
+  x_ = nullptr;
+  MD_RETURN_IF_ERROR(bind(model, schedule, batch, arena, build_alpha_bar));
   if (config.timesteps != nullptr) {
     memcpy(timesteps_, config.timesteps, config.n_timesteps * sizeof(uint32_t));
     n_steps_ = sort_unique(timesteps_, config.n_timesteps);
   } else {
-    MD_RETURN_IF_ERROR(make_timesteps(T, config.spacing, config.steps, timesteps_, &n_steps_, alpha_bar_));
+    const Status st = make_timesteps(T, config.spacing, config.steps, timesteps_, &n_steps_, alpha_bar_);
+    if (!st.ok()) {
+      x_ = nullptr;
+      return st;
+    }
   }
-  model_ = model;
   config_ = config;
   config_.timesteps = nullptr;  // copied into the arena
   config_.n_timesteps = n_steps_;
-  batch_ = batch;
-  x_ = reinterpret_cast<float*>(base + sp.x);
-  eps_ = reinterpret_cast<float*>(base + sp.eps);
-  x0_ = reinterpret_cast<float*>(base + sp.x0);
-  prev_x0_ = reinterpret_cast<float*>(base + sp.prev_x0);
-  aux_ = reinterpret_cast<float*>(base + sp.aux);
-  guide_ = reinterpret_cast<float*>(base + sp.guide);
-  t_ = reinterpret_cast<int32_t*>(base + sp.t);
-  labels_ = reinterpret_cast<int32_t*>(base + sp.labels);
-  noise_ = reinterpret_cast<float*>(base + sp.noise);
-  raw_ = reinterpret_cast<float*>(base + sp.raw);
-  var_v_ = reinterpret_cast<float*>(base + sp.var_v);
-  scratch_ = reinterpret_cast<float*>(base + sp.scratch);
+  // Algorithm 2's eps form applies when the output is eps and x0_hat is left alone.
+  const bool via_x0 = config_.clip_x0 > 0.0f || config_.dynamic_threshold > 0.0f ||
+                      config_.prediction != Prediction::kEpsilon;
+  switch (config_.kind) {
+    case SamplerKind::kDdpm: step_ = via_x0 ? &Sampler::step_ddpm_x0 : &Sampler::step_ddpm; break;
+    case SamplerKind::kDdim: step_ = &Sampler::step_ddim; break;
+    case SamplerKind::kDpmSolver2M: step_ = &Sampler::step_dpm2m; break;
+    default: step_ = &Sampler::step_ode; break;
+  }
   return Status::Ok();
 }
 
@@ -295,6 +341,114 @@ Status Sampler::sample_from(const float* x_start, uint64_t seed, uint32_t first,
   return run(x_start, seed, first, n, out, observer, user);
 }
 
+// Step noise, per sample, keyed by the timestep: sigma for every element,
+// or with `learned` (log beta', log beta-tilde') the learned range's sigma
+// per element from the model's v output.
+void Sampler::add_noise(const Step& st, float sigma, const double* learned) {
+  if (!(sigma > 0.0f)) return;
+  const uint32_t D = model_.desc.D;
+  for (uint32_t r = 0; r < st.rows; ++r) {
+    gaussian_fill(st.seed, RngStream::kSampleStep, st.index0 + r, st.t, noise_, D);
+    float* x = x_ + static_cast<size_t>(r) * D;
+    const float* v = var_v_ + static_cast<size_t>(r) * D;
+    for (uint32_t j = 0; j < D; ++j) {
+      const float s = learned ? static_cast<float>(math::exp_d(0.5 * learned_log_variance(v[j], learned[0], learned[1])))
+                              : sigma;
+      x[j] += s * noise_[j];
+    }
+  }
+}
+
+// The DDPM noise: sigma^2 = beta' (large) or beta-tilde' (small), or per
+// element between their logs (learned range).
+void Sampler::add_ddpm_noise(const Step& st, double beta) {
+  if (st.i == 0) return;
+  const double tilde = beta * (1.0 - st.ab_prev) / (1.0 - st.ab);
+  if (config_.variance != Variance::kLearnedRange) {
+    add_noise(st, static_cast<float>(math::sqrt_d(config_.variance == Variance::kFixedLarge ? beta : tilde)));
+    return;
+  }
+  const double logs[2] = {math::log_d(beta), math::log_d(tilde)};
+  add_noise(st, 1.0f, logs);
+}
+
+// DDPM, Algorithm 2: x = (x - beta' / sqrt(1 - ab) eps) / sqrt(alpha'), plus noise.
+void Sampler::step_ddpm(Step& st) {
+  const double beta = 1.0 - st.ab / st.ab_prev;  // respaced beta'
+  predict_eps(x_, st.rows, st.t, eps_);
+  const float a = static_cast<float>(1.0 / math::sqrt_d(1.0 - beta));
+  const float c = static_cast<float>(beta / math::sqrt_d(1.0 - st.ab));
+  for (size_t k = 0; k < st.count; ++k) x_[k] = a * (x_[k] - c * eps_[k]);
+  add_ddpm_noise(st, beta);
+}
+
+// DDPM through x0_hat (clipped, thresholded, or from a v / x0 prediction): the posterior mean.
+void Sampler::step_ddpm_x0(Step& st) {
+  const double beta = 1.0 - st.ab / st.ab_prev;
+  denoise(st.rows, st.t);
+  const float c1 = static_cast<float>(beta * math::sqrt_d(st.ab_prev) / (1.0 - st.ab));
+  const float c2 = static_cast<float>((1.0 - st.ab_prev) * math::sqrt_d(1.0 - beta) / (1.0 - st.ab));
+  for (size_t k = 0; k < st.count; ++k) x_[k] = c1 * x0_[k] + c2 * x_[k];
+  add_ddpm_noise(st, beta);
+}
+
+void Sampler::step_ddim(Step& st) {
+  const double ab = st.ab, ab_prev = st.ab_prev;
+  denoise(st.rows, st.t);
+  const double sigma = st.i == 0 ? 0.0
+                       : config_.eta * math::sqrt_d((1.0 - ab_prev) / (1.0 - ab)) * math::sqrt_d(1.0 - ab / ab_prev);
+  const double dir = 1.0 - ab_prev - sigma * sigma;
+  const float a = static_cast<float>(math::sqrt_d(ab_prev)), c = static_cast<float>(math::sqrt_d(dir > 0.0 ? dir : 0.0));
+  for (size_t k = 0; k < st.count; ++k) x_[k] = a * x0_[k] + c * eps_[k];
+  add_noise(st, static_cast<float>(sigma));
+}
+
+void Sampler::step_dpm2m(Step& st) {
+  const size_t count = st.count;
+  denoise(st.rows, st.t);
+  if (st.i == 0) {  // to alpha_bar = 1: the data prediction itself
+    memcpy(x_, x0_, count * sizeof(float));
+    return;
+  }
+  const double alpha = math::sqrt_d(st.ab), sigma = math::sqrt_d(1.0 - st.ab);
+  const double alpha_n = math::sqrt_d(st.ab_prev), sigma_n = math::sqrt_d(1.0 - st.ab_prev);
+  const double h = math::log_d(alpha_n / sigma_n) - math::log_d(alpha / sigma);
+  const float a = static_cast<float>(sigma_n / sigma);
+  const float b = static_cast<float>(-alpha_n * math::expm1_d(-h));
+  if (st.have_prev) {
+    const float half_over_r = static_cast<float>(0.5 * h / st.h_prev);  // 0.5 / r, r = h_prev / h
+    for (size_t k = 0; k < count; ++k) x_[k] = a * x_[k] + b * (x0_[k] + half_over_r * (x0_[k] - prev_x0_[k]));
+  } else {
+    for (size_t k = 0; k < count; ++k) x_[k] = a * x_[k] + b * x0_[k];
+  }
+  memcpy(prev_x0_, x0_, count * sizeof(float));
+  st.h_prev = h;
+  st.have_prev = true;
+}
+
+// The probability-flow ODE: x~ = x / sqrt(ab), sigma~ = sqrt((1 - ab) / ab), dx~/dsigma~ = eps; Heun.
+void Sampler::step_ode(Step& st) {
+  const size_t count = st.count;
+  const double ab = st.ab, ab_prev = st.ab_prev;
+  denoise(st.rows, st.t);
+  const double s_cur = math::sqrt_d((1.0 - ab) / ab);
+  const double s_next = st.i == 0 ? 0.0 : math::sqrt_d((1.0 - ab_prev) / ab_prev);
+  const float inv_sa = static_cast<float>(1.0 / math::sqrt_d(ab));
+  const float ds = static_cast<float>(s_next - s_cur);
+  const float sa_next = static_cast<float>(math::sqrt_d(ab_prev));
+  if (st.i == 0) {  // Euler to sigma~ = 0 is x0_hat
+    memcpy(x_, x0_, count * sizeof(float));
+    return;
+  }
+  // Predictor (Euler) in aux_, kept in x~ units; corrector with eps at the predictor.
+  for (size_t k = 0; k < count; ++k) aux_[k] = x_[k] * inv_sa + ds * eps_[k];
+  for (size_t k = 0; k < count; ++k) prev_x0_[k] = eps_[k];  // d at the start
+  for (size_t k = 0; k < count; ++k) x_[k] = aux_[k] * sa_next;
+  denoise(st.rows, timesteps_[st.i - 1]);
+  for (size_t k = 0; k < count; ++k)
+    x_[k] = (aux_[k] - ds * prev_x0_[k] + 0.5f * ds * (prev_x0_[k] + eps_[k])) * sa_next;
+}
+
 Status Sampler::run(const float* x_start, uint64_t seed, uint32_t first, uint32_t n, float* out,
                     StepObserver observer, void* user) {
   if (x_ == nullptr) return make_status(StatusCode::kInvalidArgument, "sampler used before init");
@@ -304,128 +458,32 @@ Status Sampler::run(const float* x_start, uint64_t seed, uint32_t first, uint32_
   const uint32_t D = model_.desc.D;
   const uint32_t K = n_steps_;
   const uint32_t* ts = timesteps_;
-  // Algorithm 2's eps form applies when the output is eps and x0_hat is left alone.
-  const bool via_x0 = config_.clip_x0 > 0.0f || config_.dynamic_threshold > 0.0f ||
-                      config_.prediction != Prediction::kEpsilon;
   for (uint32_t done = 0; done < n; done += batch_) {
-    const uint32_t rows = n - done < batch_ ? n - done : batch_;
-    const uint32_t index0 = first + done;
-    const size_t count = static_cast<size_t>(rows) * D;
+    Step st;
+    st.seed = seed;
+    st.rows = n - done < batch_ ? n - done : batch_;
+    st.index0 = first + done;
+    st.count = static_cast<size_t>(st.rows) * D;
     if (x_start != nullptr) {
-      for (size_t k = 0; k < count; ++k) x_[k] = x_start[static_cast<size_t>(done) * D + k];
+      for (size_t k = 0; k < st.count; ++k) x_[k] = x_start[static_cast<size_t>(done) * D + k];
     } else {
-      for (uint32_t r = 0; r < rows; ++r)
-        gaussian_fill(seed, RngStream::kSampleInit, index0 + r, 0, x_ + static_cast<size_t>(r) * D, D);
+      for (uint32_t r = 0; r < st.rows; ++r)
+        gaussian_fill(seed, RngStream::kSampleInit, st.index0 + r, 0, x_ + static_cast<size_t>(r) * D, D);
     }
-    if (observer) observer(user, static_cast<int32_t>(ts[K - 1] + 1), x_, rows, index0);
-    double h_prev = 0.0;
-    bool have_prev = false;
+    if (observer) observer(user, static_cast<int32_t>(ts[K - 1] + 1), x_, st.rows, st.index0);
+    st.h_prev = 0.0;  // dpm++2m's history starts afresh with each chunk
+    st.have_prev = false;
     for (uint32_t i = K; i-- > 0;) {
-      const uint32_t t = ts[i];
-      const double ab = alpha_bar_[t];
-      const double ab_prev = i > 0 ? static_cast<double>(alpha_bar_[ts[i - 1]]) : 1.0;
-      // Noise for this step, per sample, keyed by the timestep.
-      auto add_noise = [&](float sigma) {
-        if (!(sigma > 0.0f)) return;
-        for (uint32_t r = 0; r < rows; ++r) {
-          gaussian_fill(seed, RngStream::kSampleStep, index0 + r, t, noise_, D);
-          float* x = x_ + static_cast<size_t>(r) * D;
-          for (uint32_t j = 0; j < D; ++j) x[j] += sigma * noise_[j];
-        }
-      };
-      switch (config_.kind) {
-        case SamplerKind::kDdpm: {
-          const double beta = 1.0 - ab / ab_prev;  // respaced beta'
-          const double var = i == 0 ? 0.0
-                             : config_.variance == Variance::kFixedLarge ? beta
-                                                                         : beta * (1.0 - ab_prev) / (1.0 - ab);
-          if (via_x0) {
-            denoise(rows, t);
-            const float c1 = static_cast<float>(beta * math::sqrt_d(ab_prev) / (1.0 - ab));
-            const float c2 = static_cast<float>((1.0 - ab_prev) * math::sqrt_d(1.0 - beta) / (1.0 - ab));
-            for (size_t k = 0; k < count; ++k) x_[k] = c1 * x0_[k] + c2 * x_[k];
-          } else {
-            // Algorithm 2: (x - beta / sqrt(1 - ab) eps) / sqrt(alpha).
-            predict_eps(x_, rows, t, eps_);
-            const float a = static_cast<float>(1.0 / math::sqrt_d(1.0 - beta));
-            const float c = static_cast<float>(beta / math::sqrt_d(1.0 - ab));
-            for (size_t k = 0; k < count; ++k) x_[k] = a * (x_[k] - c * eps_[k]);
-          }
-          if (config_.variance == Variance::kLearnedRange && i > 0) {
-            // Per element: log sigma^2 between log beta' and log beta_tilde' of the respaced step.
-            const double log_beta = math::log_d(beta), log_tilde = math::log_d(beta * (1.0 - ab_prev) / (1.0 - ab));
-            for (uint32_t r = 0; r < rows; ++r) {
-              gaussian_fill(seed, RngStream::kSampleStep, index0 + r, t, noise_, D);
-              float* x = x_ + static_cast<size_t>(r) * D;
-              const float* v = var_v_ + static_cast<size_t>(r) * D;
-              for (uint32_t j = 0; j < D; ++j)
-                x[j] += static_cast<float>(math::exp_d(0.5 * learned_log_variance(v[j], log_beta, log_tilde))) * noise_[j];
-            }
-          } else {
-            add_noise(static_cast<float>(math::sqrt_d(var)));
-          }
-          break;
-        }
-        case SamplerKind::kDdim: {
-          denoise(rows, t);
-          const double sigma = i == 0 ? 0.0
-                               : config_.eta * math::sqrt_d((1.0 - ab_prev) / (1.0 - ab)) * math::sqrt_d(1.0 - ab / ab_prev);
-          const double dir = 1.0 - ab_prev - sigma * sigma;
-          const float a = static_cast<float>(math::sqrt_d(ab_prev)), c = static_cast<float>(math::sqrt_d(dir > 0.0 ? dir : 0.0));
-          for (size_t k = 0; k < count; ++k) x_[k] = a * x0_[k] + c * eps_[k];
-          add_noise(static_cast<float>(sigma));
-          break;
-        }
-        case SamplerKind::kDpmSolver2M: {
-          denoise(rows, t);
-          if (i == 0) {  // to alpha_bar = 1: the data prediction itself
-            memcpy(x_, x0_, count * sizeof(float));
-            break;
-          }
-          const double alpha = math::sqrt_d(ab), sigma = math::sqrt_d(1.0 - ab);
-          const double alpha_n = math::sqrt_d(ab_prev), sigma_n = math::sqrt_d(1.0 - ab_prev);
-          const double h = math::log_d(alpha_n / sigma_n) - math::log_d(alpha / sigma);
-          const float a = static_cast<float>(sigma_n / sigma);
-          const float b = static_cast<float>(-alpha_n * math::expm1_d(-h));
-          if (have_prev) {
-            const float half_over_r = static_cast<float>(0.5 * h / h_prev);  // 0.5 / r, r = h_prev / h
-            for (size_t k = 0; k < count; ++k)
-              x_[k] = a * x_[k] + b * (x0_[k] + half_over_r * (x0_[k] - prev_x0_[k]));
-          } else {
-            for (size_t k = 0; k < count; ++k) x_[k] = a * x_[k] + b * x0_[k];
-          }
-          memcpy(prev_x0_, x0_, count * sizeof(float));
-          h_prev = h;
-          have_prev = true;
-          break;
-        }
-        case SamplerKind::kOdeHeun: {
-          // x~ = x / sqrt(ab), sigma~ = sqrt((1 - ab) / ab), dx~/dsigma~ = eps.
-          denoise(rows, t);
-          const double s_cur = math::sqrt_d((1.0 - ab) / ab);
-          const double s_next = i == 0 ? 0.0 : math::sqrt_d((1.0 - ab_prev) / ab_prev);
-          const float inv_sa = static_cast<float>(1.0 / math::sqrt_d(ab));
-          const float ds = static_cast<float>(s_next - s_cur);
-          const float sa_next = static_cast<float>(math::sqrt_d(ab_prev));
-          if (i == 0) {  // Euler to sigma~ = 0 is x0_hat
-            memcpy(x_, x0_, count * sizeof(float));
-            break;
-          }
-          // Predictor (Euler) in aux_, kept in x~ units; corrector with eps at the predictor.
-          for (size_t k = 0; k < count; ++k) aux_[k] = x_[k] * inv_sa + ds * eps_[k];
-          for (size_t k = 0; k < count; ++k) prev_x0_[k] = eps_[k];  // d at the start
-          for (size_t k = 0; k < count; ++k) x_[k] = aux_[k] * sa_next;
-          denoise(rows, ts[i - 1]);
-          for (size_t k = 0; k < count; ++k)
-            x_[k] = (aux_[k] - ds * prev_x0_[k] + 0.5f * ds * (prev_x0_[k] + eps_[k])) * sa_next;
-          break;
-        }
-      }
-      if (observer) observer(user, i > 0 ? static_cast<int32_t>(ts[i - 1] + 1) : 0, x_, rows, index0);
+      st.i = i;
+      st.t = ts[i];
+      st.ab = alpha_bar_[st.t];
+      st.ab_prev = i > 0 ? static_cast<double>(alpha_bar_[ts[i - 1]]) : 1.0;
+      (this->*step_)(st);
+      if (observer) observer(user, i > 0 ? static_cast<int32_t>(ts[i - 1] + 1) : 0, x_, st.rows, st.index0);
     }
-    for (size_t j = 0; j < count; ++j) {
+    for (size_t j = 0; j < st.count; ++j) {
       if (!(x_[j] - x_[j] == 0.0f))
-        return make_status(StatusCode::kNonFinite, "sampling produced NaN or Inf (sample index)", index0 + j / D);
+        return make_status(StatusCode::kNonFinite, "sampling produced NaN or Inf (sample index)", st.index0 + j / D);
       out[static_cast<size_t>(done) * D + j] = x_[j];
     }
   }

@@ -35,17 +35,6 @@ double scale2(double v, int32_t n) {
   return v * bits_to_double(static_cast<uint64_t>(n + 1023) << 52);
 }
 
-// x - a b for a b close to x (within a factor 2), with the right sign: a b =
-// p + q exactly (Dekker's product: halves of 26 bits, no fused multiply-add),
-// and x - p is exact (Sterbenz).
-double residual(double x, double a, double b) {
-  const double ca = 134217729.0 * a, cb = 134217729.0 * b;  // 2^27 + 1
-  const double ah = ca - (ca - a), al = a - ah, bh = cb - (cb - b), bl = b - bh;
-  const double p = a * b;
-  const double q = (((ah * bh - p) + ah * bl) + al * bh) + al * bl;
-  return (x - p) - q;
-}
-
 }  // namespace
 
 // sin(x) and cos(x) for |x| <= pi/4 by Taylor polynomials (error < 1e-16).
@@ -212,32 +201,52 @@ double cos_d(double x) {
   }
 }
 
-// x = 4^m v with v in [1, 4); a float square root of v (one instruction with
-// a single-precision FPU), two Newton steps, one correction with the exact
-// residual v - y^2, then Tuckerman's rounding test: correctly rounded.
+// Integer square root, bit for bit IEEE (no double arithmetic, so no
+// soft-float calls on an FPU without double precision). x = m 2^E with m an
+// integer in [2^52, 2^54) and E even; Q = sqrt(m 2^54) has 54 bits, the
+// rounded result is Q / 2 rounded to nearest (Q's last bit is the round bit,
+// and no square root lands exactly halfway). The first 27 bits, isqrt(m),
+// start from a float square root (vsqrt.f32 where there is one) and are made
+// exact with integer corrections; the other 27 come one at a time from the
+// exact remainder (restoring digit-by-digit square root).
 double sqrt_d_portable(double x) {
   if (!(x > 0.0) || x == kInf) return x == 0.0 || x == kInf ? x : (x - x) / 0.0;
-  int32_t extra = 0;
-  if (x < 0x1p-1000) {  // subnormal or nearly: into the normal range first
-    x *= 0x1p200;
-    extra = -100;
-  }
   uint64_t bits;
   memcpy(&bits, &x, 8);
-  const int32_t m = (static_cast<int32_t>(bits >> 52) - 1023) >> 1;  // x = 4^m v, v in [1, 4)
-  x = scale2(x, -2 * m);
-  double y = __builtin_sqrtf(static_cast<float>(x));
-  y = 0.5 * (y + x / y);
-  y = 0.5 * (y + x / y);
-  y += residual(x, y, y) / (2.0 * y);
-  // Tuckerman's test picks between y and its neighbours: RN(sqrt x) = y iff
-  // y (y - ulp) < x <= y (y + ulp), the products exact (near-halfway cases).
-  uint64_t yb;
-  memcpy(&yb, &y, 8);
-  const double up = bits_to_double(yb + 1), down = bits_to_double(yb - 1);
-  if (residual(x, y, up) > 0.0) y = up;
-  else if (!(residual(x, y, down) > 0.0)) y = down;
-  return scale2(y, m + extra);
+  int32_t e = static_cast<int32_t>(bits >> 52);  // x > 0: no sign bit
+  uint64_t m = bits & ((1ull << 52) - 1);
+  if (e == 0) {  // subnormal: normalise the mantissa
+    e = 1;
+    while (!(m >> 52)) {
+      m <<= 1;
+      --e;
+    }
+  } else {
+    m |= 1ull << 52;
+  }
+  int32_t E = e - 1075;  // x = m 2^E, m in [2^52, 2^53)
+  if (E & 1) {
+    m <<= 1;
+    --E;
+  }
+  // isqrt(m) < 2^27 from sqrt(m >> 22) 2^11, then corrected (the estimate is within about 16).
+  uint64_t q = static_cast<uint32_t>(__builtin_sqrtf(static_cast<float>(static_cast<uint32_t>(m >> 22))) * 2048.0f);
+  while (q * q > m) --q;
+  while ((q + 1) * (q + 1) <= m) ++q;
+  uint64_t r = m - q * q;  // < 2q + 1
+  for (int i = 0; i < 27; ++i) {  // the remaining bits: radicand pairs of zeros
+    r <<= 2;
+    const uint64_t t = (q << 2) | 1u;
+    q <<= 1;
+    if (r >= t) {
+      r -= t;
+      q |= 1u;
+    }
+  }
+  // q in [2^53, 2^54): mantissa (q >> 1) + round bit, a carry moving into the exponent.
+  const uint64_t mant = (q >> 1) + (q & 1u);
+  const uint64_t out = (static_cast<uint64_t>(E / 2 + 1048) << 52) + mant;
+  return bits_to_double(out);
 }
 
 double sqrt_d(double x) {

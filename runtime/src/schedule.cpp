@@ -156,17 +156,20 @@ double schedule_beta(const ScheduleDesc& d, uint32_t k) {
 namespace {
 // Walks the schedule k = 0, 1, ... in double: the one place beta_k and
 // alpha_bar_k are formed, for build_schedule and build_alpha_bar alike.
+// kZeroSnr = false leaves the zero-terminal-SNR rescale out of the code (the
+// caller has refused such schedules), for build_alpha_bar_plain.
+template <bool kZeroSnr>
 struct ScheduleWalk {
   const ScheduleDesc& d;
   ZeroSnrRescale zsnr;
   double alpha_bar = 1.0;
   double base_ab = 1.0;  // the base schedule's product, for the zero-SNR rescale
   explicit ScheduleWalk(const ScheduleDesc& desc)
-      : d(desc), zsnr(desc.zero_terminal_snr ? ZeroSnrRescale(desc) : ZeroSnrRescale()) {}
+      : d(desc), zsnr(kZeroSnr && desc.zero_terminal_snr ? ZeroSnrRescale(desc) : ZeroSnrRescale()) {}
   // Steps to k (called for k = 0, 1, ... in order); returns beta_k, leaves alpha_bar_k in alpha_bar.
   double next(uint32_t k) {
     const double ab_prev = alpha_bar;
-    if (d.zero_terminal_snr) {
+    if (kZeroSnr && d.zero_terminal_snr) {
       base_ab *= 1.0 - base_beta(d, k);
       alpha_bar = k + 1 == d.T ? 0.0 : zsnr.alpha_bar(base_ab);
       return k + 1 == d.T ? 1.0 : 1.0 - alpha_bar / ab_prev;
@@ -177,24 +180,33 @@ struct ScheduleWalk {
   }
   // alpha_bar must stay below 1 and alpha above 0 (but at a zero-SNR end, where both are 0 by design).
   bool valid(uint32_t k, double beta) const {
-    const bool terminal_zero = d.zero_terminal_snr && k + 1 == d.T;
+    const bool terminal_zero = kZeroSnr && d.zero_terminal_snr && k + 1 == d.T;
     return 1.0 - alpha_bar > 0.0 && (1.0 - beta > 0.0 || terminal_zero);
   }
 };
 Status bad_schedule(uint32_t k) {
   return make_status(StatusCode::kInvalidArgument, "schedule makes alpha_bar reach 1 or alpha 0", k);
 }
-}  // namespace
 
-Status build_alpha_bar(const ScheduleDesc& d, float* alpha_bar) {
+template <bool kZeroSnr>
+Status fill_alpha_bar(const ScheduleDesc& d, float* alpha_bar) {
   MD_RETURN_IF_ERROR(validate_schedule(d));
-  ScheduleWalk walk(d);
+  ScheduleWalk<kZeroSnr> walk(d);
   for (uint32_t k = 0; k < d.T; ++k) {
     const double beta = walk.next(k);
     alpha_bar[k] = static_cast<float>(walk.alpha_bar);
     if (!walk.valid(k, beta)) return bad_schedule(k);
   }
   return Status::Ok();
+}
+}  // namespace
+
+Status build_alpha_bar(const ScheduleDesc& d, float* alpha_bar) { return fill_alpha_bar<true>(d, alpha_bar); }
+
+Status build_alpha_bar_plain(const ScheduleDesc& d, float* alpha_bar) {
+  if (d.zero_terminal_snr)
+    return make_status(StatusCode::kInvalidArgument, "build_alpha_bar_plain: zero terminal SNR schedules need build_alpha_bar");
+  return fill_alpha_bar<false>(d, alpha_bar);
 }
 
 Status build_schedule(const ScheduleDesc& d, float* storage, Schedule* out) {
@@ -209,7 +221,7 @@ Status build_schedule(const ScheduleDesc& d, float* storage, Schedule* out) {
       &s.posterior_mean_coef2, &s.recip_sqrt_alpha, &s.eps_coef};
   for (size_t i = 0; i < kScheduleTables; ++i) *tables[i] = storage + i * T;
 
-  ScheduleWalk walk(d);
+  ScheduleWalk<true> walk(d);
   double first_log_var = 0.0;  // log beta_tilde at k = 1, used for k = 0
   for (size_t k = 0; k < T; ++k) {
     const double ab_prev = walk.alpha_bar;

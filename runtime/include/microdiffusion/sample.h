@@ -101,7 +101,12 @@ class Sampler {
  public:
   Status init(const Model& model, const ScheduleDesc& schedule, const SamplerConfig& config, uint32_t batch,
               Arena& arena);
-  // Ancestral sampling over every timestep.
+  // Ancestral sampling (DDPM, eps prediction) over every timestep: the same
+  // samples as the config init with only `variance` set. It names no other
+  // sampler, so an application that calls only this init links none of the
+  // others (ddim, dpm++2m, ode), nor the spacings, guidance, x0 clipping or
+  // thresholding (-ffunction-sections -Wl,--gc-sections); the config init
+  // links them all.
   Status init(const Model& model, const ScheduleDesc& schedule, Variance variance, uint32_t batch, Arena& arena);
 
   // Draw samples with indices [first, first + n) into out (n, D), `batch`
@@ -123,6 +128,25 @@ class Sampler {
   uint32_t evaluations() const;
 
  private:
+  struct Step {  // one denoising step, from timestep t = ts[i] to ts[i - 1] (alpha_bar 1 after i = 0)
+    uint64_t seed;
+    uint32_t index0, rows, i, t;
+    size_t count;  // rows * D
+    double ab, ab_prev;
+    double h_prev;    // dpm++2m: the previous step's h ...
+    bool have_prev;   // ... once there is one
+  };
+  using StepFn = void (Sampler::*)(Step&);
+  // The arena layout and alpha_bar (by `build`: build_alpha_bar or build_alpha_bar_plain).
+  Status bind(const Model& model, const ScheduleDesc& schedule, uint32_t batch, Arena& arena,
+              Status (*build)(const ScheduleDesc&, float*));
+  void step_ddpm(Step& st);
+  void step_ddpm_x0(Step& st);
+  void step_ddim(Step& st);
+  void step_dpm2m(Step& st);
+  void step_ode(Step& st);
+  void add_noise(const Step& st, float sigma, const double* learned = nullptr);
+  void add_ddpm_noise(const Step& st, double beta);
   Status run(const float* x_start, uint64_t seed, uint32_t first, uint32_t n, float* out, StepObserver observer,
              void* user);
   void denoise(uint32_t rows, uint32_t t);  // eps and x0_hat for the current x at timestep t
@@ -133,6 +157,7 @@ class Sampler {
   Model model_;
   const float* alpha_bar_ = nullptr;
   SamplerConfig config_;
+  StepFn step_ = nullptr;  // the configured sampler's step (set by init)
   uint32_t batch_ = 0;
   uint32_t n_steps_ = 0;
   uint32_t* timesteps_ = nullptr;

@@ -165,6 +165,10 @@ Status build_schedule(const ScheduleDesc& desc, float* storage, Schedule* out);
 // alpha_bar alone (T floats, the same values as build_schedule's table): all
 // a Sampler needs, so the sampling arena holds T floats of schedule, not 14 T.
 Status build_alpha_bar(const ScheduleDesc& desc, float* alpha_bar);
+// The same for schedules without zero_terminal_snr (refused), leaving the
+// rescale's code out of images that call only this (the DDPM-only
+// Sampler::init: eps prediction cannot sample a zero-terminal-SNR schedule).
+Status build_alpha_bar_plain(const ScheduleDesc& desc, float* alpha_bar);
 
 // beta_k in double, the single source the tables derive from (O(k) with
 // zero_terminal_snr, which needs the products up to k; build_schedule is O(T)).

@@ -33,7 +33,7 @@ void gemm_bias_i8(float* Y, const float* X, const int8_t* W, const float* scales
 // db (N) += sum over rows of dY (M, N)
 void colsum_acc(float* db, const float* dY, int M, int N);
 
-// y = act(x), elementwise; y may alias x.
+// y = act(x), elementwise; y may alias x (be x itself: no partial overlap).
 void activation_forward(Activation a, float* y, const float* x, size_t n);
 // dx = dy * act'(x); dx may alias dy.
 void activation_backward(Activation a, float* dx, const float* x, const float* dy, size_t n);

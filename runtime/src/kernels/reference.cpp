@@ -143,7 +143,7 @@ namespace ref {
 
 void activation_forward(Activation a, float* y, const float* x, size_t n) {
   if (a == Activation::kIdentity) {
-    if (y != x) memmove(y, x, n * sizeof(float));
+    if (y != x) memcpy(y, x, n * sizeof(float));  // aliasing means y == x: no memmove (libc, 256 bytes on an M4F)
     return;
   }
   for (size_t i = 0; i < n; ++i) y[i] = activation_value(a, x[i]);

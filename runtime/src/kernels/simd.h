@@ -644,7 +644,7 @@ void simd_activation_forward(Activation a, float* y, const float* x, size_t n) {
   using V = typename S::V;
   switch (a) {
     case Activation::kIdentity:
-      if (y != x) memmove(y, x, n * sizeof(float));
+      if (y != x) memcpy(y, x, n * sizeof(float));  // aliasing means y == x
       return;
     case Activation::kReLU:  // x > 0 ? x : 0, as the reference (NaN -> 0, -0 -> +0)
       map1<S>(y, x, n, [](V v) { return S::select(S::gt(v, S::zero()), v, S::zero()); });
