@@ -261,6 +261,35 @@ TEST(Timesteps, ExplicitListIsSortedDedupedAndChecked) {
 // bit for bit, as the SamplerConfig init with only the variance set, for every
 // variance (learned range included) and schedule kind; and build_alpha_bar_plain,
 // which it uses, must give build_alpha_bar's table.
+// The DDPM-only init's step assumes eps: a model that says it predicts x0 or
+// v (as load_weights and Trainer::model set it) is refused, not sampled wrongly.
+TEST(Samplers, DdpmOnlyInitRefusesOtherPredictions) {
+  const md::ModelDesc d = md::preset_tutorial(2, 10, 8);
+  std::vector<float> params(md::param_layout(d).total_floats, 0.01f);
+  md::Model m = md::bind_model(d, params.data());
+  std::vector<unsigned char> buf(md::sampling_arena_bytes(d, 2));
+  for (md::Prediction p : {md::Prediction::kX0, md::Prediction::kV}) {
+    m.prediction = p;
+    md::Arena arena(buf.data(), buf.size());
+    md::Sampler s;
+    EXPECT_EQ(s.init(m, md::linear_schedule(10), md::Variance::kFixedSmall, 2, arena).code,
+              md::StatusCode::kInvalidArgument);
+    md::SamplerConfig cfg;
+    cfg.prediction = p;
+    md::Arena arena2(buf.data(), buf.size());
+    EXPECT_TRUE(s.init(m, md::linear_schedule(10), cfg, 2, arena2).ok());
+  }
+  // The weight file's prediction reaches the bound model.
+  md::WeightsMeta meta;
+  meta.prediction = md::Prediction::kV;
+  std::vector<unsigned char> file(md::weights_file_bytes(d));
+  size_t n = 0;
+  ASSERT_TRUE(md::write_weights(d, md::linear_schedule(10), meta, params.data(), file.data(), file.size(), &n).ok());
+  md::LoadedWeights w;
+  ASSERT_TRUE(md::load_weights(file.data(), n, &w).ok());
+  EXPECT_EQ(w.model.prediction, md::Prediction::kV);
+}
+
 TEST(Samplers, DdpmOnlyInitMatchesTheConfigInit) {
   constexpr uint32_t kT = 30, kBatch = 3, kN = 5;
   for (const bool learned : {false, true}) {

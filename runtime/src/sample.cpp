@@ -185,6 +185,9 @@ Status Sampler::init(const Model& model, const ScheduleDesc& schedule, Variance 
     return make_status(StatusCode::kInvalidArgument, "unknown variance");
   if (variance == Variance::kLearnedRange && !model.desc.learned_variance)
     return make_status(StatusCode::kInvalidArgument, "a learned variance needs a model that outputs one");
+  if (model.prediction != Prediction::kEpsilon)  // its step assumes eps; it would sample garbage silently
+    return make_status(StatusCode::kInvalidArgument,
+                       "the DDPM-only init samples eps-prediction models: use the SamplerConfig init for x0 or v");
   if (schedule.zero_terminal_snr)
     return make_status(StatusCode::kInvalidArgument, "zero terminal SNR needs a v or x0 prediction, not eps");
   x_ = nullptr;

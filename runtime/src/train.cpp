@@ -113,7 +113,11 @@ Status Trainer::set_parameters(const float* params, size_t count) {
   return Status::Ok();
 }
 
-Model Trainer::model(bool use_ema) const { return bind_model(desc_, use_ema ? ema_ : params_); }
+Model Trainer::model(bool use_ema) const {
+  Model m = bind_model(desc_, use_ema ? ema_ : params_);
+  m.prediction = config_.prediction;
+  return m;
+}
 
 double Trainer::learning_rate() const {
   const double s = static_cast<double>(step_);

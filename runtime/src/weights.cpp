@@ -264,6 +264,7 @@ Status load_weights(const void* data, size_t size, LoadedWeights* out) {
   const uint32_t prediction = rd32(p + kOffPrediction);
   if (prediction >= kPredictionCount) return make_status(StatusCode::kBadFormat, "unknown prediction type", prediction);
   w.meta.prediction = static_cast<Prediction>(prediction);
+  w.model.prediction = w.meta.prediction;
   w.meta.variance = static_cast<Variance>(variance);
   w.meta.is_ema = rd32(p + kOffIsEma);
   w.meta.train_steps = rd32(p + kOffTrainSteps);

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "microdiffusion/arena.h"
+#include "microdiffusion/schedule.h"  // Prediction
 #include "microdiffusion/status.h"
 
 namespace md {
@@ -282,6 +283,9 @@ struct Model {
   // and the stored bytes of the f16 / int8 ones, read in place.
   TensorDType dtypes[kMaxTensors] = {};
   const void* stored[kMaxTensors] = {};
+  // What the network outputs: load_weights sets the file's, Trainer::model the
+  // trainer's; bind_model leaves eps.
+  Prediction prediction = Prediction::kEpsilon;
   const float* tensor(uint32_t layer, TensorRole role) const;
   int32_t tensor_index(uint32_t layer, TensorRole role) const;  // -1 if the layer has none
   bool all_f32() const;

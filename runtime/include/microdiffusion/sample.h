@@ -106,7 +106,7 @@ class Sampler {
   // sampler, so an application that calls only this init links none of the
   // others (ddim, dpm++2m, ode), nor the spacings, guidance, x0 clipping or
   // thresholding (-ffunction-sections -Wl,--gc-sections); the config init
-  // links them all.
+  // links them all. Refuses a model whose `prediction` is not eps.
   Status init(const Model& model, const ScheduleDesc& schedule, Variance variance, uint32_t batch, Arena& arena);
 
   // Draw samples with indices [first, first + n) into out (n, D), `batch`
