@@ -140,35 +140,34 @@ void sinusoid_slice(float* out, float v, uint32_t dim, const float* freq, uint32
   kernels::sincos(s, s, out + half + j0, n);
 }
 
-// The frequencies are computed once per call, a chunk at a time (a small
-// stack array, whatever the width), not once per row.
+// The sinusoids of `count` values per row (x's coordinates times `scale`, or
+// the timestep when `xv` is null): value i of row b fills the `dim` outputs
+// at y[b * stride + i * dim]. The frequencies are computed once per call, a
+// chunk at a time (a small stack array, whatever the width), not per row.
 constexpr uint32_t kFreqChunk = 32;
-void fill_freq(float* freq, uint32_t dim, uint32_t j0, uint32_t n) {
+void embed_sinusoids(float* y, uint32_t stride, const float* xv, const int32_t* tv, uint32_t count, float scale,
+                     uint32_t dim, uint32_t batch) {
   const uint32_t half = dim / 2;
   const float step = half > 1 ? 9.21034037197618f / static_cast<float>(half - 1) : 0.0f;  // ln(10000)
-  for (uint32_t j = 0; j < n; ++j) freq[j] = math::exp_f(-step * static_cast<float>(j0 + j));
+  float freq[kFreqChunk];
+  for (uint32_t j0 = 0; j0 < half; j0 += kFreqChunk) {
+    const uint32_t n = half - j0 < kFreqChunk ? half - j0 : kFreqChunk;
+    for (uint32_t j = 0; j < n; ++j) freq[j] = math::exp_f(-step * static_cast<float>(j0 + j));
+    for (uint32_t b = 0; b < batch; ++b)
+      for (uint32_t i = 0; i < count; ++i) {
+        const float v = xv ? xv[static_cast<size_t>(b) * count + i] * scale : static_cast<float>(tv[b]);
+        sinusoid_slice(y + static_cast<size_t>(b) * stride + i * dim, v, dim, freq, j0, n);
+      }
+  }
 }
 
 void embed_forward(const LayerDesc& L, uint32_t D, const float* x, const int32_t* t,
                    uint32_t batch, float* y) {
-  const uint32_t x_off = L.x_raw ? D : 0, t_off = x_off + D * L.x_sin_dim;
+  const uint32_t x_off = L.x_raw ? D : 0;
   for (uint32_t b = 0; b < batch; ++b)
     if (L.x_raw) memcpy(y + static_cast<size_t>(b) * L.out, x + static_cast<size_t>(b) * D, D * sizeof(float));
-  float freq[kFreqChunk];
-  for (uint32_t j0 = 0; j0 < L.x_sin_dim / 2; j0 += kFreqChunk) {
-    const uint32_t n = L.x_sin_dim / 2 - j0 < kFreqChunk ? L.x_sin_dim / 2 - j0 : kFreqChunk;
-    fill_freq(freq, L.x_sin_dim, j0, n);
-    for (uint32_t b = 0; b < batch; ++b)
-      for (uint32_t i = 0; i < D; ++i)
-        sinusoid_slice(y + static_cast<size_t>(b) * L.out + x_off + i * L.x_sin_dim,
-                       x[static_cast<size_t>(b) * D + i] * L.x_scale, L.x_sin_dim, freq, j0, n);
-  }
-  for (uint32_t j0 = 0; j0 < L.t_sin_dim / 2; j0 += kFreqChunk) {
-    const uint32_t n = L.t_sin_dim / 2 - j0 < kFreqChunk ? L.t_sin_dim / 2 - j0 : kFreqChunk;
-    fill_freq(freq, L.t_sin_dim, j0, n);
-    for (uint32_t b = 0; b < batch; ++b)
-      sinusoid_slice(y + static_cast<size_t>(b) * L.out + t_off, static_cast<float>(t[b]), L.t_sin_dim, freq, j0, n);
-  }
+  embed_sinusoids(y + x_off, L.out, x, nullptr, D, L.x_scale, L.x_sin_dim, batch);
+  embed_sinusoids(y + x_off + D * L.x_sin_dim, L.out, nullptr, t, 1, 1.0f, L.t_sin_dim, batch);
 }
 
 // y (B, w) = u * G[t]   (rows of the per-timestep table)
