@@ -128,6 +128,26 @@ if [ -x examples/firmware/footprint.sh ] || [ -f examples/firmware/footprint.sh 
   bash examples/firmware/footprint.sh --no-build || true
 fi
 
+# The budgets (Cortex-M4F, tutorial model, batch 1: sampling code <=
+# 16 KiB, RAM <= 8 KiB) hold as a check, not only as a table: the MinSizeRel
+# footprint images are built and measured (about a minute) and any "not met"
+# in the Targets section fails CI.
+case " $FIRMWARE_PRESETS " in
+  *" cortex-m4f "*)
+    step "firmware footprint budgets (footprint_table.sh, MinSizeRel)"
+    t0=$(now)
+    if table=$(JOBS="$JOBS" CLI="$PWD/$cli" bash examples/firmware/footprint_table.sh --stdout 2>/dev/null); then
+      targets=$(printf '%s\n' "$table" | sed -n '/^## Targets/,/^## /p')
+      printf '%s\n' "$targets" | grep -E 'at most|met' | head -8
+      if printf '%s\n' "$targets" | grep -q 'not met'; then failed+=("footprint budget"); fi
+      if [ -z "$targets" ]; then failed+=("footprint table has no Targets section"); fi
+    else
+      failed+=("footprint_table.sh")
+    fi
+    record "footprint budgets" $(( $(now) - t0 ))
+    ;;
+esac
+
 echo
 for t in "${timings[@]}"; do echo "  $t"; done
 if [ ${#failed[@]} -gt 0 ]; then
