@@ -136,7 +136,7 @@ case " $FIRMWARE_PRESETS " in
   *" cortex-m4f "*)
     step "firmware footprint budgets (footprint_table.sh, MinSizeRel)"
     t0=$(now)
-    if table=$(JOBS="$JOBS" CLI="$PWD/$cli" bash examples/firmware/footprint_table.sh --stdout 2>/dev/null); then
+    if table=$(JOBS="$JOBS" CLI="$cli" bash examples/firmware/footprint_table.sh --stdout 2>/dev/null); then
       targets=$(printf '%s\n' "$table" | sed -n '/^## Targets/,/^## /p')
       printf '%s\n' "$targets" | grep -E 'at most|met' | head -8
       if printf '%s\n' "$targets" | grep -q 'not met'; then failed+=("footprint budget"); fi

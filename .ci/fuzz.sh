@@ -6,6 +6,7 @@
 #   fuzz_checkpoint  md::convert::read_checkpoint (PyTorch zip and legacy
 #                 pickles, safetensors, .npy, .npz), then md::convert::convert
 #                 with --arch auto; what it writes must load
+#   fuzz_resume   md::Trainer::restore_checkpoint (train --resume), then a training step
 #   fuzz_inflate  md::convert::inflate_raw, the converter's DEFLATE decoder
 #                 (checked against zlib when CMake finds it)
 # Each is built with clang++ -fsanitize=fuzzer,address,undefined

@@ -112,6 +112,15 @@ TEST(ScalarMath, SinCosFloatUpToLargeArguments) {
   float s, c;
   mm::sincos_f(INFINITY, &s, &c);
   EXPECT_TRUE(std::isnan(s) && std::isnan(c));
+  // Huge arguments (fuzz_weights found -2.9e28 from a hostile embed scale):
+  // no overflowing conversion (UBSan would report it), a bounded result.
+  for (float a : {1e9f, -1e9f, 3e9f, -2.87793e28f, 3.4e38f, -3.4e38f}) {
+    mm::sincos_f(a, &s, &c);
+    EXPECT_EQ(s, 0.0f) << a;
+    EXPECT_EQ(c, 1.0f) << a;
+  }
+  mm::sincos_f(9.99e8f, &s, &c);  // just below: still reduced
+  EXPECT_NEAR(s, std::sin(static_cast<double>(9.99e8f)), 1e-6);
 }
 
 TEST(ScalarMath, ExpExpm1LogCosDouble) {

@@ -54,7 +54,7 @@ if [ $build = 1 ]; then
     dir=build/footprint-$short$suffix
     echo "footprint_table.sh: building $name ($BUILD_TYPE) in $dir" >&2
     cmake --preset "$preset" -B "$dir" -DCMAKE_BUILD_TYPE="$BUILD_TYPE" -DMD_FIRMWARE_FOOTPRINT=ON \
-      -DMD_HOST_CLI="$PWD/$CLI" >/dev/null
+      -DMD_HOST_CLI="$(cd "$(dirname "$CLI")" && pwd)/$(basename "$CLI")" >/dev/null
     cmake --build "$dir" -j"$JOBS" --target "${targets[@]}" >/dev/null
   done
 fi

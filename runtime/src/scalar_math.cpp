@@ -143,9 +143,16 @@ float phi_f(float x) {
 
 // a = k pi/2 + r, reduced in double (exact enough for |a| < 2^20 pi/2), then
 // Cephes' sinf / cosf polynomials on r in [-pi/4, pi/4] and a quarter-turn rotation.
+// From |a| = 1e9 on, where one float step is 64 radians and a carries no
+// angle, the result is sin 0, cos 1 (k would overflow the reduction's int).
 void sincos_f(float a, float* s, float* c) {
   if (a - a != 0.0f) {  // inf or NaN
     *s = *c = a - a;
+    return;
+  }
+  if (!(a < 1e9f && a > -1e9f)) {
+    *s = 0.0f;
+    *c = 1.0f;
     return;
   }
   const double da = a;

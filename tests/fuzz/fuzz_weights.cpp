@@ -61,8 +61,14 @@ void resign(uint8_t* buf, size_t size) {
     if (offset <= size && nbytes <= size - offset)
       wr32(rec + 20, md::crc32(buf + offset, static_cast<size_t>(nbytes)));
   }
+  // A custom schedule's beta list (kind 4, format 1.1) follows the tables, under the header CRC.
+  size_t signed_end = tables_end;
+  const uint32_t kind = rd32(buf + 40) & ~md::kScheduleZeroTerminalSnrBit, sched_T = rd32(buf + 44);
+  if (kind == static_cast<uint32_t>(md::ScheduleKind::kCustom) && sched_T <= md::kMaxTimesteps &&
+      4 * static_cast<size_t>(sched_T) <= size - tables_end)
+    signed_end += 4 * static_cast<size_t>(sched_T);
   uint32_t c = md::crc32(buf, 124);
-  c = md::crc32(buf + md::kWeightsFixedHeaderBytes, tables_end - md::kWeightsFixedHeaderBytes, c);
+  c = md::crc32(buf + md::kWeightsFixedHeaderBytes, signed_end - md::kWeightsFixedHeaderBytes, c);
   wr32(buf + 124, c);
 }
 
