@@ -400,7 +400,7 @@ void read_block(float* v, const uint8_t* in, size_t n) {
 Status Trainer::write_checkpoint(const WeightsMeta& meta_in, uint32_t data_crc, uint8_t* out, size_t capacity,
                                  size_t* written) const {
   if (params_ == nullptr) return make_status(StatusCode::kInvalidArgument, "trainer used before init");
-  const size_t total = checkpoint_bytes(desc_, stored_beta_count(schedule_desc_));
+  const size_t total = checkpoint_size();
   if (capacity < total)
     return make_status(StatusCode::kOutOfMemory, "output buffer too small for the checkpoint", total, capacity);
   WeightsMeta meta = meta_in;
@@ -464,7 +464,7 @@ Status Trainer::restore_checkpoint(const void* data, size_t size, uint32_t data_
   if (!same_schedule(w.schedule, schedule_desc_))
     return make_status(StatusCode::kInvalidArgument, "checkpoint was made with a different noise schedule");
   const size_t P = layout_.total_floats;
-  const size_t need = checkpoint_bytes(desc_, stored_beta_count(schedule_desc_));
+  const size_t need = checkpoint_size();
   if (w.file_bytes != weights_file_bytes(desc_, schedule_desc_) || size < need)
     return make_status(StatusCode::kTruncated, "checkpoint is truncated (needed, have)", need, size);
   const uint8_t* tr = p + w.file_bytes;
