@@ -204,6 +204,11 @@ struct Gemm {
   // the tile then streams one contiguous block instead of pn rows a
   // power-of-two stride apart (which share a few L1 sets and evict each other).
   static void pack_panel(float* panel, const float* B, size_t ldb, int pn, int nc) {
+    if (nc == NB) {  // a fixed count: vector moves (GCC turns a run-time count into a memcpy call per row)
+      for (int p = 0; p < pn; ++p, B += ldb)
+        for (int v = 0; v < S::NR; ++v) S::store(panel + p * NB + v * W, S::load(B + v * W));
+      return;
+    }
     const int nv = nc / W, tail = nc % W;
     for (int p = 0; p < pn; ++p) {
       const float* src = B + static_cast<size_t>(p) * ldb;
@@ -464,9 +469,19 @@ struct VMath {
   // put NaN back).
   static inline V exp(V x) {
     const V lo = S::set1(-87.33654f);
-    const V xc = S::min(S::max(x, lo), S::set1(88.72283f));
-    const V n = S::round(S::mul(xc, S::set1(1.44269504088896341f)));
-    V r = S::fma(n, S::set1(-0.693359375f), xc);
+    const V y = exp_in_range(S::min(S::max(x, lo), S::set1(88.72283f)));
+    return S::select(S::lt(x, lo), S::zero(), y);
+  }
+
+  // e^x for x <= 0 (softplus' e^-|x|): no upper clamp, and below -87.34 a
+  // tiny normal number instead of 0 (log1p of it is itself, and it vanishes
+  // in any sum).
+  static inline V exp_nonpositive(V x) { return exp_in_range(S::max(x, S::set1(-87.33654f))); }
+
+  // The core of both, for x in [-87.34, 88.72].
+  static inline V exp_in_range(V x) {
+    const V n = S::round(S::mul(x, S::set1(1.44269504088896341f)));
+    V r = S::fma(n, S::set1(-0.693359375f), x);
     r = S::fma(n, S::set1(2.12194440e-4f), r);
     V y = S::set1(1.9875691500e-4f);
     y = S::fma(y, r, S::set1(1.3981999507e-3f));
@@ -475,7 +490,7 @@ struct VMath {
     y = S::fma(y, r, S::set1(1.6666665459e-1f));
     y = S::fma(y, r, S::set1(5.0000001201e-1f));
     y = S::fma(y, S::mul(r, r), S::add(r, S::set1(1.0f)));
-    return S::select(S::lt(x, lo), S::zero(), S::mul(y, S::exp2i(n)));
+    return S::mul(y, S::exp2i(n));
   }
 
   // log(1 + t) for t in [0, 1]: 2 atanh(s) with s = t / (2 + t) in [0, 1/3],
@@ -558,7 +573,7 @@ struct VMath {
       return S::mul(x, phi_cdf(x));
     } else if constexpr (A == Activation::kSoftplus) {
       // log(1 + e^x) = max(x, 0) + log1p(e^-|x|); x itself above 20 (PyTorch).
-      const V l = log1p01(exp(S::neg(S::abs(x))));
+      const V l = log1p01(exp_nonpositive(S::neg(S::abs(x))));
       const V y = S::add(S::max(x, S::zero()), l);
       return S::select(S::gt(x, S::set1(20.0f)), x, y);
     } else {
@@ -608,6 +623,11 @@ template <class S, class F>
 inline void map1(float* y, const float* x, size_t n, F f) {
   constexpr size_t W = S::W;
   size_t i = 0;
+  for (; i + 2 * W <= n; i += 2 * W) {
+    const typename S::V a = f(S::load(x + i)), b = f(S::load(x + i + W));
+    S::store(y + i, a);
+    S::store(y + i + W, b);
+  }
   for (; i + W <= n; i += W) S::store(y + i, f(S::load(x + i)));
   if (i < n) {
     const int r = static_cast<int>(n - i);
