@@ -32,6 +32,7 @@ struct Avx2 {
   static constexpr int kPackRows = 16;   // pack B panels from this many rows
   static constexpr int kNtDotRows = 4;   // gemm_nt: dot products below 4 rows
   static constexpr bool kMaskedTail = true, kIeeeDivSqrt = true;
+  static constexpr bool kMapPairs = true;
 
   static inline __m256i first(int n) {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kFirstLanes + 8 - n));

@@ -20,6 +20,9 @@
 //   kMaskedTail                     load_n/store_n are cheap (hardware masks):
 //                                   GEMM column tails use them, else scalar
 //   kIeeeDivSqrt                    div and sqrt are correctly rounded (Adam)
+//   kMapPairs                       elementwise maps take two vectors per
+//                                   iteration (out-of-order cores overlap the
+//                                   long dependency chains of exp and log)
 //   load, load_n(p, n), store, store_n(p, v, n)   n in [1, W): lanes >= n
 //                                   are neither read nor written (load_n: 0)
 //   set1, zero, add, sub, mul, div, fma(a, b, c) = a * b + c (fused), min,
@@ -623,11 +626,12 @@ template <class S, class F>
 inline void map1(float* y, const float* x, size_t n, F f) {
   constexpr size_t W = S::W;
   size_t i = 0;
-  for (; i + 2 * W <= n; i += 2 * W) {
-    const typename S::V a = f(S::load(x + i)), b = f(S::load(x + i + W));
-    S::store(y + i, a);
-    S::store(y + i + W, b);
-  }
+  if constexpr (S::kMapPairs)
+    for (; i + 2 * W <= n; i += 2 * W) {
+      const typename S::V a = f(S::load(x + i)), b = f(S::load(x + i + W));
+      S::store(y + i, a);
+      S::store(y + i + W, b);
+    }
   for (; i + W <= n; i += W) S::store(y + i, f(S::load(x + i)));
   if (i < n) {
     const int r = static_cast<int>(n - i);
