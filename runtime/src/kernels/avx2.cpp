@@ -24,11 +24,12 @@ struct Avx2 {
   static constexpr int MR = 6, NR = 2, kAccumulators = 12;
   static constexpr int kVectorRegisters = 16;
   static constexpr bool kFmaReadsMemory = true;
-  // Chunks (tuned on Zen 4 at the MLP's shapes, bench/): forward and
-  // gemm_nt reduce over up to 512 at once (packed B panel 512 x 16 floats =
-  // 32 KiB on the stack, streamed from L2) in row blocks of up to 128 (A block
-  // 256 KiB); gemm_tn_acc's strided X^T prefers chunks of 128 x 256.
-  static constexpr int KC = 512, MC = 128, KCT = 128, MCT = 256;
+  // Chunks, tuned on Zen 3 (bench/gemm_table.py, best of interleaved runs):
+  // forward and gemm_nt reduce over up to 512 at once (packed B panel 512 x 16
+  // floats = 32 KiB on the stack, streamed from L2) in row blocks of up to
+  // 256; gemm_tn_acc's strided X^T takes chunks of 256 x 256 (from 128 x 256:
+  // 7-18% faster at batch 256 and 2000, widths 128-512).
+  static constexpr int KC = 512, MC = 256, KCT = 256, MCT = 256;
   static constexpr int kPackRows = 16;   // pack B panels from this many rows
   static constexpr int kNtDotRows = 4;   // gemm_nt: dot products below 4 rows
   static constexpr bool kMaskedTail = true, kIeeeDivSqrt = true;
