@@ -317,6 +317,13 @@ struct Gemm {
         return;
       }
     }
+    if constexpr (!TB && !AT) {
+      if (!accumulate && N <= kNarrowMax && N < W && P >= W && static_cast<size_t>(N) * P <= S::KC * NB) {
+        float panel[S::KC * NB];
+        narrow(C, ldc, A, lda, B, ldb, M, P, N, bias, panel);
+        return;
+      }
+    }
     const bool pack = TB || M >= S::kPackRows;
     // X^T (gemm_tn_acc) reads one cache line per reduction step, from rows a
     // power-of-two stride apart: it gets its own, smaller chunks.
@@ -350,6 +357,62 @@ struct Gemm {
         }
       }
     }
+  }
+
+  // Narrow outputs (N < W columns, at most kNarrowMax: the output layer of a
+  // model of 2-D data): a tile would keep only N of its W lanes busy, so
+  // each output is instead a dot product along the reduction, whose
+  // vectors are full. B is packed transposed (Bt[c][p], in `panel`, N x P
+  // floats); rows go R = 8 / N at a time, sharing each Bt load.
+  static constexpr int kNarrowMax = 4;
+
+  static void narrow(float* C, size_t ldc, const float* A, size_t lda, const float* B, size_t ldb, int M, int P,
+                     int N, const float* bias, float* panel) {
+    for (int c = 0; c < N; ++c)
+      for (int p = 0; p < P; ++p) panel[static_cast<size_t>(c) * P + p] = B[static_cast<size_t>(p) * ldb + c];
+    switch (N) {
+      case 1: narrow_rows<1>(C, ldc, A, lda, panel, M, P, bias); return;
+      case 2: narrow_rows<2>(C, ldc, A, lda, panel, M, P, bias); return;
+      case 3: narrow_rows<3>(C, ldc, A, lda, panel, M, P, bias); return;
+      default: narrow_rows<4>(C, ldc, A, lda, panel, M, P, bias); return;
+    }
+  }
+
+  template <int NC>
+  static void narrow_rows(float* C, size_t ldc, const float* A, size_t lda, const float* Bt, int M, int P,
+                          const float* bias) {
+    constexpr int R = 8 / NC;
+    int r = 0;
+    for (; r + R <= M; r += R) narrow_tile<R, NC>(C + r * ldc, ldc, A + r * lda, lda, Bt, P, bias);
+    for (; r < M; ++r) narrow_tile<1, NC>(C + r * ldc, ldc, A + r * lda, lda, Bt, P, bias);
+  }
+
+  template <int R, int NC>
+  static inline void narrow_tile(float* C, size_t ldc, const float* A, size_t lda, const float* Bt, int P,
+                                 const float* bias) {
+    V acc[R][NC];
+    for (int i = 0; i < R; ++i)
+      for (int c = 0; c < NC; ++c) acc[i][c] = S::zero();
+    int p = 0;
+    for (; p + W <= P; p += W) {
+      V b[NC];
+      for (int c = 0; c < NC; ++c) b[c] = S::load(Bt + c * P + p);
+      for (int i = 0; i < R; ++i) {
+        const V a = S::load(A + i * lda + p);
+        for (int c = 0; c < NC; ++c) acc[i][c] = S::fma(a, b[c], acc[i][c]);
+      }
+    }
+    if (p < P) {  // masked lanes load as 0 on both sides
+      const int n = P - p;
+      V b[NC];
+      for (int c = 0; c < NC; ++c) b[c] = S::load_n(Bt + c * P + p, n);
+      for (int i = 0; i < R; ++i) {
+        const V a = S::load_n(A + i * lda + p, n);
+        for (int c = 0; c < NC; ++c) acc[i][c] = S::fma(a, b[c], acc[i][c]);
+      }
+    }
+    for (int i = 0; i < R; ++i)
+      for (int c = 0; c < NC; ++c) C[i * ldc + c] = (bias != nullptr ? bias[c] : 0.0f) + S::hsum(acc[i][c]);
   }
 
   // dX (M, K) = dY (M, N) . W (K, N)^T: the driver with B = W^T (packed
