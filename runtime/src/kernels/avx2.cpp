@@ -34,6 +34,7 @@ struct Avx2 {
   static constexpr int kNtDotRows = 4;   // gemm_nt: dot products below 4 rows
   static constexpr bool kMaskedTail = true, kIeeeDivSqrt = true;
   static constexpr bool kMapPairs = true;
+  static constexpr bool kNarrowDots = true;
 
   static inline __m256i first(int n) {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kFirstLanes + 8 - n));

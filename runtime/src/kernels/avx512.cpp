@@ -35,6 +35,7 @@ struct Avx512 {
   static constexpr int kNtDotRows = 4;   // gemm_nt: dot products below 4 rows
   static constexpr bool kMaskedTail = true, kIeeeDivSqrt = true;
   static constexpr bool kMapPairs = true;
+  static constexpr bool kNarrowDots = true;
 
   static inline Mask first(int n) { return static_cast<Mask>((1u << n) - 1u); }
   static inline V load(const float* p) { return _mm512_loadu_ps(p); }

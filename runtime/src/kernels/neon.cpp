@@ -35,6 +35,7 @@ struct Neon {
   static constexpr int kNtDotRows = 2;   // gemm_nt: dot products below 2 rows
   static constexpr bool kMaskedTail = false;  // column tails in scalar code
   static constexpr bool kMapPairs = true;
+  static constexpr bool kNarrowDots = true;
   static constexpr bool kFmaReadsMemory = false;
 
   static inline V load(const float* p) { return vld1q_f32(p); }

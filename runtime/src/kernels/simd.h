@@ -20,6 +20,8 @@
 //   kMaskedTail                     load_n/store_n are cheap (hardware masks):
 //                                   GEMM column tails use them, else scalar
 //   kIeeeDivSqrt                    div and sqrt are correctly rounded (Adam)
+//   kNarrowDots                     gemm_bias with N < W columns by dot
+//                                   products (narrow())
 //   kMapPairs                       elementwise maps take two vectors per
 //                                   iteration (out-of-order cores overlap the
 //                                   long dependency chains of exp and log)
@@ -318,7 +320,8 @@ struct Gemm {
       }
     }
     if constexpr (!TB && !AT) {
-      if (!accumulate && N <= kNarrowMax && N < W && P >= W && static_cast<size_t>(N) * P <= S::KC * NB) {
+      if (S::kNarrowDots && !accumulate && N <= kNarrowMax && N < W && P >= W &&
+          static_cast<size_t>(N) * P <= S::KC * NB) {
         float panel[S::KC * NB];
         narrow(C, ldc, A, lda, B, ldb, M, P, N, bias, panel);
         return;
