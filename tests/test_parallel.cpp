@@ -31,6 +31,13 @@ struct ReverseOrder {
     r->parts += n;
     for (uint32_t i = n; i-- > 0;) task(ctx, i);
   }
+  md::ParallelFor hook(uint32_t workers) {
+    md::ParallelFor h;
+    h.run = run;
+    h.pool = this;
+    h.workers = workers;
+    return h;
+  }
 };
 
 // Trains a few steps of `desc` at `batch` and samples; returns parameters then samples.
@@ -87,11 +94,8 @@ TEST(Parallel, AnyNumberOfWorkersGivesTheSameBits) {
   const std::vector<float> serial = train_and_sample(desc, 256);
 
   ReverseOrder reverse;
-  md::ParallelFor hook;
-  hook.run = ReverseOrder::run;
-  hook.pool = &reverse;
   for (uint32_t workers : {2u, 3u, 7u}) {
-    hook.workers = workers;
+    const md::ParallelFor hook = reverse.hook(workers);
     ASSERT_TRUE(md::set_parallel_for(&hook).ok());
     EXPECT_EQ(md::parallel_workers(), workers);
     const std::vector<float> split = train_and_sample(desc, 256);
@@ -111,12 +115,35 @@ TEST(Parallel, AnyNumberOfWorkersGivesTheSameBits) {
   EXPECT_EQ(md::parallel_workers(), 1u);
 }
 
+// Hosted builds split large activations (forward and backward) into ranges:
+// every element computed once, the same bits as unsplit, for an n that is no
+// multiple of the split block.
+TEST(Parallel, ActivationsSplitIntoRangesThatCoverEveryElementOnce) {
+  const size_t n = 3 * 16384 + 77;
+  std::vector<float> x = random_vector(n, 4), dy = random_vector(n, 5);
+  for (float& v : x) v *= 6.0f;
+  std::vector<float> y0(n), dx0(n);
+  md::kernels::activation_forward(md::Activation::kSoftplus, y0.data(), x.data(), n);
+  md::kernels::activation_backward(md::Activation::kGeluTanh, dx0.data(), x.data(), dy.data(), n);
+
+  ReverseOrder reverse;
+  for (uint32_t workers : {2u, 3u, 7u}) {
+    const md::ParallelFor hook = reverse.hook(workers);
+    ASSERT_TRUE(md::set_parallel_for(&hook).ok());
+    std::vector<float> y(n, -1.0f), dx(n, -1.0f);
+    const uint32_t before = reverse.parts;
+    md::kernels::activation_forward(md::Activation::kSoftplus, y.data(), x.data(), n);
+    md::kernels::activation_backward(md::Activation::kGeluTanh, dx.data(), x.data(), dy.data(), n);
+    EXPECT_EQ(reverse.parts - before, 2 * workers) << "each call split into one part per worker";
+    EXPECT_EQ(0, std::memcmp(y.data(), y0.data(), sizeof(float) * n)) << workers << " workers";
+    EXPECT_EQ(0, std::memcmp(dx.data(), dx0.data(), sizeof(float) * n)) << workers << " workers";
+  }
+  ASSERT_TRUE(md::set_parallel_for(nullptr).ok());
+}
+
 TEST(Parallel, SmallProductsStayOnTheCallersThread) {
   ReverseOrder reverse;
-  md::ParallelFor hook;
-  hook.run = ReverseOrder::run;
-  hook.pool = &reverse;
-  hook.workers = 4;
+  const md::ParallelFor hook = reverse.hook(4);
   ASSERT_TRUE(md::set_parallel_for(&hook).ok());
   train_and_sample(md::preset_tutorial(2, 20, 16), 8);  // 8 x 16 x 16: too small to split
   ASSERT_TRUE(md::set_parallel_for(nullptr).ok());

@@ -15,10 +15,15 @@
 // MD_KERNELS is read only where there is an environment: not in freestanding
 // builds, nor where the build says bare metal (CMake defines MD_BARE_METAL for
 // CMAKE_SYSTEM_NAME Generic: newlib has a getenv, but no environment).
+// The same builds leave out the split of elementwise kernels over the
+// parallel-for (below): firmware installs none, and every byte of the
+// sampling path counts there.
 #if defined(MD_BARE_METAL) || (defined(__STDC_HOSTED__) && __STDC_HOSTED__ == 0)
 #define MD_KERNELS_READ_ENV 0
+#define MD_SPLIT_ELEMENTWISE 0
 #else
 #define MD_KERNELS_READ_ENV 1
+#define MD_SPLIT_ELEMENTWISE 1
 #include <stdlib.h>
 #endif
 
@@ -248,6 +253,53 @@ void run_parts(GemmJob* job, void (*part)(void*, uint32_t)) {
   g_parallel.run(g_parallel.pool, job->parts, part, job);
 }
 
+#if MD_SPLIT_ELEMENTWISE
+// Activations (and their derivatives) over large arrays, split the same way
+// into ranges of whole kSplitElems blocks: an activation is a quarter of a
+// sampling step's time, and on one thread it would cap what the split GEMMs
+// gain. Each element's result is the same whichever part computes it.
+constexpr size_t kSplitElems = 1024;        // block: whole cache lines and vectors of every ISA
+constexpr size_t kSplitMinElems = 16384;    // below this, waking workers costs more than it saves
+
+struct MapJob {
+  Activation act;
+  float* out;
+  const float* x;
+  const float* dy;  // backward only
+  size_t n;
+  uint32_t parts;
+  const ForwardKernels* forward;
+  const KernelTable* table;
+};
+
+uint32_t map_parts(size_t n) {
+  const uint32_t workers = g_parallel.workers;
+  if (workers <= 1 || g_parallel.run == nullptr || n < kSplitMinElems) return 1;
+  const size_t blocks = n / kSplitElems;
+  return blocks < workers ? static_cast<uint32_t>(blocks) : workers;
+}
+
+void map_range(const MapJob& j, uint32_t i, size_t* begin, size_t* end) {
+  const size_t blocks = j.n / kSplitElems;
+  *begin = blocks * i / j.parts * kSplitElems;
+  *end = i + 1 == j.parts ? j.n : blocks * (i + 1) / j.parts * kSplitElems;
+}
+
+void activation_forward_part(void* ctx, uint32_t i) {
+  const MapJob& j = *static_cast<const MapJob*>(ctx);
+  size_t b, e;
+  map_range(j, i, &b, &e);
+  j.forward->activation_forward(j.act, j.out + b, j.x + b, e - b);
+}
+
+void activation_backward_part(void* ctx, uint32_t i) {
+  const MapJob& j = *static_cast<const MapJob*>(ctx);
+  size_t b, e;
+  map_range(j, i, &b, &e);
+  j.table->activation_backward(j.act, j.out + b, j.x + b, j.dy + b, e - b);
+}
+#endif
+
 }  // namespace
 
 void gemm_bias(float* Y, const float* X, const float* W, const float* b, int M, int K, int N) {
@@ -270,11 +322,21 @@ void gemm_tn_acc(float* dW, const float* X, const float* dY, int M, int K, int N
 }
 void colsum_acc(float* db, const float* dY, int M, int N) { active_table().colsum_acc(db, dY, M, N); }
 void activation_forward(Activation a, float* y, const float* x, size_t n) {
-  forward_table(active_index()).activation_forward(a, y, x, n);
+  const ForwardKernels& f = forward_table(active_index());
+#if MD_SPLIT_ELEMENTWISE
+  MapJob job = {a, y, x, nullptr, n, map_parts(n), &f, nullptr};
+  if (job.parts > 1) return g_parallel.run(g_parallel.pool, job.parts, activation_forward_part, &job);
+#endif
+  f.activation_forward(a, y, x, n);
 }
 void sincos(const float* a, float* s, float* c, size_t n) { forward_table(active_index()).sincos(a, s, c, n); }
 void activation_backward(Activation a, float* dx, const float* x, const float* dy, size_t n) {
-  active_table().activation_backward(a, dx, x, dy, n);
+  const KernelTable& t = active_table();
+#if MD_SPLIT_ELEMENTWISE
+  MapJob job = {a, dx, x, dy, n, map_parts(n), nullptr, &t};
+  if (job.parts > 1) return g_parallel.run(g_parallel.pool, job.parts, activation_backward_part, &job);
+#endif
+  t.activation_backward(a, dx, x, dy, n);
 }
 void adam_update(float* p, float* m, float* v, const float* grad, size_t n, const AdamStep& s) {
   active_table().adam_update(p, m, v, grad, n, s);
