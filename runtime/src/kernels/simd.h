@@ -319,14 +319,6 @@ struct Gemm {
         return;
       }
     }
-    if constexpr (!TB && !AT) {
-      if (S::kNarrowDots && !accumulate && N <= kNarrowMax && N < W && P >= W &&
-          static_cast<size_t>(N) * P <= S::KC * NB) {
-        float panel[S::KC * NB];
-        narrow(C, ldc, A, lda, B, ldb, M, P, N, bias, panel);
-        return;
-      }
-    }
     const bool pack = TB || M >= S::kPackRows;
     // X^T (gemm_tn_acc) reads one cache line per reduction step, from rows a
     // power-of-two stride apart: it gets its own, smaller chunks.
@@ -334,6 +326,13 @@ struct Gemm {
     const int mc = rows_per_block(M, AT ? S::MCT : S::MC);
     static_assert(kc <= S::KC, "the panel holds KC rows");
     float panel[S::KC * NB];
+    if constexpr (!TB && !AT) {
+      if (S::kNarrowDots && !accumulate && N <= kNarrowMax && N < W && P >= W &&
+          static_cast<size_t>(N) * P <= S::KC * NB) {
+        narrow(C, ldc, A, lda, B, ldb, M, P, N, bias, panel);
+        return;
+      }
+    }
     for (int p0 = 0; p0 < P; p0 += kc) {
       const int pn = P - p0 < kc ? P - p0 : kc;
       const Init init = (accumulate || p0 > 0) ? Init::kAccumulate : Init::kZeroOrBias;
