@@ -15,17 +15,9 @@
 #include <vector>
 
 #include "cli/args.h"
+#include "fuzz_check.h"
 
 namespace {
-
-#define FUZZ_CHECK(cond)                                                        \
-  do {                                                                          \
-    if (!(cond)) {                                                              \
-      std::fprintf(stderr, "fuzz_args: invariant failed: %s (%s:%d)\n", #cond, \
-                   __FILE__, __LINE__);                                         \
-      std::abort();                                                             \
-    }                                                                           \
-  } while (0)
 
 // A flag table shaped like the CLI's: value flags and switches, short and
 // long names, names that are prefixes of others.

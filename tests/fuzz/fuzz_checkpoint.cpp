@@ -36,19 +36,11 @@
 #include "convert/convert.h"
 #include "convert/internal.h"
 #include "microdiffusion/microdiffusion.h"
+#include "fuzz_check.h"
 
 namespace {
 
 namespace cv = md::convert;
-
-#define FUZZ_CHECK(cond)                                                              \
-  do {                                                                                \
-    if (!(cond)) {                                                                    \
-      std::fprintf(stderr, "fuzz_checkpoint: invariant failed: %s (%s:%d)\n", #cond, \
-                   __FILE__, __LINE__);                                               \
-      std::abort();                                                                   \
-    }                                                                                 \
-  } while (0)
 
 // Tensors converted to float32 by the harness: at most this many elements each
 // (the readers accept up to 2^34; the inputs are small anyway).

@@ -14,17 +14,9 @@
 #include <string>
 
 #include "cli/csv.h"
+#include "fuzz_check.h"
 
 namespace {
-
-#define FUZZ_CHECK(cond)                                                       \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      std::fprintf(stderr, "fuzz_csv: invariant failed: %s (%s:%d)\n", #cond, \
-                   __FILE__, __LINE__);                                        \
-      std::abort();                                                            \
-    }                                                                          \
-  } while (0)
 
 // A data line (not blank, not a comment) holds no NUL byte: a field like
 // "1\0junk" must not be read as 1.

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "convert/convert.h"
+#include "fuzz_check.h"
 
 #ifdef MD_FUZZ_HAVE_ZLIB
 #include <zlib.h>
@@ -34,15 +35,6 @@
 namespace {
 
 namespace cv = md::convert;
-
-#define FUZZ_CHECK(cond)                                                           \
-  do {                                                                             \
-    if (!(cond)) {                                                                 \
-      std::fprintf(stderr, "fuzz_inflate: invariant failed: %s (%s:%d)\n", #cond, \
-                   __FILE__, __LINE__);                                            \
-      std::abort();                                                                \
-    }                                                                              \
-  } while (0)
 
 constexpr size_t kMaxOut = 1u << 20;
 

@@ -21,20 +21,12 @@
 #include <vector>
 
 #include "microdiffusion/microdiffusion.h"
+#include "fuzz_check.h"
 
 namespace {
 
 // A failed invariant is a bug in the loader: report and abort (libFuzzer
 // records the input as a crash).
-#define FUZZ_CHECK(cond)                                                          \
-  do {                                                                            \
-    if (!(cond)) {                                                                \
-      std::fprintf(stderr, "fuzz_weights: invariant failed: %s (%s:%d)\n", #cond, \
-                   __FILE__, __LINE__);                                           \
-      std::abort();                                                               \
-    }                                                                             \
-  } while (0)
-
 uint32_t rd32(const uint8_t* p) {
   return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) |
          (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24);
