@@ -141,6 +141,30 @@ TEST(Parallel, ActivationsSplitIntoRangesThatCoverEveryElementOnce) {
   ASSERT_TRUE(md::set_parallel_for(nullptr).ok());
 }
 
+// The time gate's forward splits by whole 16-row blocks (the last part takes
+// the 5-row tail), each row gated by its own timestep's table row.
+TEST(Parallel, TimeGateSplitsIntoRowBlocksThatCoverEveryRowOnce) {
+  const int B = 7 * 16 + 5, w = 160, T = 9;
+  const size_t n = static_cast<size_t>(B) * w;
+  const std::vector<float> u = random_vector(n, 6), G = random_vector(static_cast<size_t>(T) * w, 7);
+  std::vector<int32_t> t(B);
+  for (int b = 0; b < B; ++b) t[b] = (b * 5 + 3) % T;
+  std::vector<float> y0(n);
+  md::kernels::time_gate(y0.data(), u.data(), G.data(), t.data(), B, w);
+
+  ReverseOrder reverse;
+  for (uint32_t workers : {2u, 3u, 7u}) {
+    const md::ParallelFor hook = reverse.hook(workers);
+    ASSERT_TRUE(md::set_parallel_for(&hook).ok());
+    std::vector<float> y(n, -1.0f);
+    const uint32_t before = reverse.parts;
+    md::kernels::time_gate(y.data(), u.data(), G.data(), t.data(), B, w);
+    EXPECT_EQ(reverse.parts - before, workers) << "one part per worker";
+    EXPECT_EQ(0, std::memcmp(y.data(), y0.data(), sizeof(float) * n)) << workers << " workers";
+  }
+  ASSERT_TRUE(md::set_parallel_for(nullptr).ok());
+}
+
 TEST(Parallel, SmallProductsStayOnTheCallersThread) {
   ReverseOrder reverse;
   const md::ParallelFor hook = reverse.hook(4);

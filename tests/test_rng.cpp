@@ -40,6 +40,16 @@ TEST(PortableMath, LogAndSincosAgreeWithTheCLibrary) {
   }
   EXPECT_LT(worst_log, 1e-14);
   EXPECT_LT(worst_trig, 1e-14);
+  // The cosine schedule's cos(q pi/2) = cos(2 pi q/4), q in [0, 1], against long double.
+  const long double pi = 3.141592653589793238462643383279502884L;
+  double worst_quarter = 0;
+  for (int i = 0; i <= 200000; ++i) {
+    const double q = i / 200000.0;
+    double s, c;
+    md::portable_sincos_2pi(q * 0.25, &s, &c);
+    worst_quarter = std::fmax(worst_quarter, static_cast<double>(std::fabs(c - std::cos(q * pi / 2))));
+  }
+  EXPECT_LE(worst_quarter, 2.5e-16);
   EXPECT_NEAR(md::portable_log(4294967296.0), std::log(4294967296.0), 1e-12);
   EXPECT_NEAR(md::portable_log(1.0 / 4294967296.0), std::log(1.0 / 4294967296.0), 1e-12);
 }

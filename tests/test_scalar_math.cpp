@@ -152,14 +152,6 @@ TEST(ScalarMath, ExpExpm1LogCosDouble) {
     EXPECT_TRUE(std::isnan(mm::log_d(-1.0)));
     EXPECT_TRUE(std::isinf(mm::log_d(INFINITY)));
   }
-  {
-    Worst w{"cos_d (absolute)"};
-    sweep(0, M_PI / 2, 200000, [&](double x) { w.see(std::fabs(mm::cos_d(x) - std::cos(x)), x); });
-    EXPECT_LE(w.err, 2e-16);
-    Worst w2{"cos_d, |x| < 100 (absolute)"};
-    sweep(-100, 100, 200000, [&](double x) { w2.see(std::fabs(mm::cos_d(x) - std::cos(x)), x); });
-    EXPECT_LE(w2.err, 1e-15);
-  }
 }
 
 // Bit for bit IEEE sqrt: the noise generator depends on it (rng.cpp).

@@ -539,6 +539,62 @@ bool check_adam_ema(const KernelTable& t, const KernelTable& ref) {
   return ok;
 }
 
+// ---- The time gate -------------------------------------------------------------------
+
+// Forward (also in place) and backward, bit for bit, at widths around the
+// vector width, with timesteps that repeat so table rows accumulate.
+bool check_time_gate(const KernelTable& t, const KernelTable& ref) {
+  Rng rng{5};
+  const int widths[] = {0, 1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65};
+  const int batches[] = {0, 1, 3, 17};
+  constexpr int T = 5;
+  bool ok = true;
+  uint32_t cases = 0;
+  for (int w : widths)
+    for (int B : batches) {
+      pool_reset();
+      const size_t n = static_cast<size_t>(B) * w, tn = static_cast<size_t>(T) * w;
+      int32_t ts[17];
+      for (int b = 0; b < B; ++b) ts[b] = static_cast<int32_t>(rng.next() % T);
+      float* u = alloc(n);
+      float* g = alloc(tn);
+      float* dy = alloc(n);
+      float* y = alloc(n);
+      float* yr = alloc(n);
+      float* dg = alloc(tn);
+      float* dgr = alloc(tn);
+      fill_random(u, n, rng);
+      fill_random(g, tn, rng);
+      fill_random(dy, n, rng);
+      fill_random(dg, tn, rng);
+      copy(dgr, dg, tn);
+      t.time_gate(y, u, g, ts, B, w);
+      ref.time_gate(yr, u, g, ts, B, w);
+      bool same = same_bits(y, yr, n);
+      t.time_gate_backward(y, dg, dy, u, g, ts, B, w);
+      ref.time_gate_backward(yr, dgr, dy, u, g, ts, B, w);
+      same = same && same_bits(y, yr, n) && same_bits(dg, dgr, tn);
+      copy(y, u, n);  // in place: y = y * G[t]
+      t.time_gate(y, y, g, ts, B, w);
+      ref.time_gate(yr, u, g, ts, B, w);
+      same = same && same_bits(y, yr, n);
+      if (!same) {
+        if (report_failure())
+          fw::Line().str("FAIL: ").str(g_variant).str(" time gate w=").u32(w).str(" B=").u32(B).str(" differs\n").print();
+        ok = false;
+      }
+      if (!canaries_intact()) {
+        if (report_failure()) fw::Line().str("FAIL: time gate w=").u32(w).str(" wrote past its rows\n").print();
+        ok = false;
+      }
+      ++cases;
+    }
+  fw::Line l;
+  l.str(g_variant).str(" time gate forward + backward: ").u32(cases).str(" shapes bit for bit: ").str(ok ? "ok" : "FAILED");
+  l.str("\n").print();
+  return ok;
+}
+
 // ---- The sampler with each variant ------------------------------------------------------
 
 constexpr md::ModelDesc kDesc = md::preset_tutorial(/*D=*/2, /*T=*/100, /*hidden=*/32);
@@ -655,6 +711,7 @@ int main() {
       check_all_gemms(*t, *ref);
       check_activations(*t, *ref);
       check_adam_ema(*t, *ref);
+      check_time_gate(*t, *ref);
     }
     check_sampler(name, /*timing=*/MD_KERNEL_CHECK_TIMING);
     names.str(checked ? ", " : "").str(name);

@@ -170,16 +170,6 @@ void embed_forward(const LayerDesc& L, uint32_t D, const float* x, const int32_t
   embed_sinusoids(y + x_off + D * L.x_sin_dim, L.out, nullptr, t, 1, 1.0f, L.t_sin_dim, batch);
 }
 
-// y (B, w) = u * G[t]   (rows of the per-timestep table)
-void gate_rows(float* y, const float* u, const float* table, const int32_t* t, uint32_t batch, uint32_t w) {
-  for (uint32_t b = 0; b < batch; ++b) {
-    const float* g = table + static_cast<size_t>(t[b]) * w;
-    const float* ub = u + static_cast<size_t>(b) * w;
-    float* yb = y + static_cast<size_t>(b) * w;
-    for (uint32_t i = 0; i < w; ++i) yb[i] = ub[i] * g[i];
-  }
-}
-
 // y (B, w) = h + E[t]
 void add_rows(float* y, const float* h, const float* table, const int32_t* t, uint32_t batch, uint32_t w) {
   for (uint32_t b = 0; b < batch; ++b) {
@@ -246,7 +236,7 @@ void layer_forward(const Model& m, uint32_t l, const float* h, const int32_t* t,
       break;
     case LayerKind::kTimeGate:
       weight_gemm(m, l, preact, h, B, in, out);
-      gate_rows(y, preact, m.tensor(l, TensorRole::kTable), t, batch, L.out);
+      kernels::time_gate(y, preact, m.tensor(l, TensorRole::kTable), t, B, out);
       break;
     case LayerKind::kTimeAdd:
       add_rows(y, h, m.tensor(l, TensorRole::kTable), t, batch, L.out);
@@ -332,18 +322,8 @@ void model_backward(const Model& m, const int32_t* t, uint32_t batch, const floa
         break;
       }
       case LayerKind::kTimeGate: {
-        const float* u = tape + tl.preact[l];
-        const float* table = m.tensor(l, TensorRole::kTable);
-        float* d_table = grad_of(l, TensorRole::kTable);
-        for (uint32_t b = 0; b < batch; ++b) {
-          const size_t row = static_cast<size_t>(b) * L.out;
-          const float* g = table + static_cast<size_t>(t[b]) * L.out;
-          float* dg = d_table + static_cast<size_t>(t[b]) * L.out;
-          for (uint32_t i = 0; i < L.out; ++i) {
-            dg[i] += d_cur[row + i] * u[row + i];
-            d_z[row + i] = d_cur[row + i] * g[i];
-          }
-        }
+        kernels::time_gate_backward(d_z, grad_of(l, TensorRole::kTable), d_cur, tape + tl.preact[l],
+                                    m.tensor(l, TensorRole::kTable), t, B, out);
         kernels::gemm_tn_acc(grad_of(l, TensorRole::kWeight), h, d_z, B, in, out);
         kernels::colsum_acc(grad_of(l, TensorRole::kBias), d_z, B, out);
         if (need_input_grad) kernels::gemm_nt(d_prev, d_z, m.tensor(l, TensorRole::kWeight), B, out, in);

@@ -201,19 +201,6 @@ double log_d(double x) {
   return portable_log(x);
 }
 
-double cos_d(double x) {
-  if (x - x != 0.0) return x - x;
-  const int32_t k = round_i(x * 0.63661977236758134308);
-  const double dk = k;
-  const double r = (x - dk * kPio2Hi) - dk * kPio2Lo;
-  switch (static_cast<uint32_t>(k) & 3u) {
-    case 0: return cos_small_d(r);
-    case 1: return -sin_small_d(r);
-    case 2: return -cos_small_d(r);
-    default: return sin_small_d(r);
-  }
-}
-
 // Integer square root, bit for bit IEEE (no double arithmetic, so no
 // soft-float calls on an FPU without double precision). x = m 2^E with m an
 // integer in [2^52, 2^54) and E even; Q = sqrt(m 2^54) has 54 bits, the

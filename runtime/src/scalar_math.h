@@ -14,8 +14,9 @@
 //           2^-24 for |a| up to 1e6 (the reduction is done in double; from
 //           |a| = 1e9 on, where a float carries no angle, sin 0 and cos 1);
 //   double: exp_d, expm1_d within 4e-16 relative, log_d within 5e-16;
-//           cos_d within 2e-16 absolute on [0, pi/2]; sqrt_d correctly
-//           rounded (bit for bit IEEE sqrt on every input the test tries).
+//           sqrt_d correctly rounded (bit for bit IEEE sqrt on every input
+//           the test tries). The double sin/cos is the generator's
+//           portable_sincos_2pi (microdiffusion/rng.h).
 // The float forms follow the vector kernels' (kernels/simd.h VMath): the same
 // polynomials, one lane at a time.
 #pragma once
@@ -37,7 +38,6 @@ void sincos_f(float a, float* s, float* c);
 double exp_d(double x);
 double expm1_d(double x);
 double log_d(double x);       // x > 0
-double cos_d(double x);       // |x| < 1e9 (reduced by multiples of pi/2 in double; the cosine schedule passes [0, pi/2])
 double sqrt_d(double x);      // correctly rounded: the instruction where there is one, else:
 double sqrt_d_portable(double x);
 double sin_small_d(double x);  // |x| <= pi/4, error < 1e-16 (also the noise generator's)

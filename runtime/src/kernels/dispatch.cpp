@@ -298,6 +298,33 @@ void activation_backward_part(void* ctx, uint32_t i) {
   map_range(j, i, &b, &e);
   j.table->activation_backward(j.act, j.out + b, j.x + b, j.dy + b, e - b);
 }
+
+// The time gate's forward, split by whole kSplitRows blocks of rows (its
+// backward adds rows that share a timestep into one table row: not split).
+struct GateJob {
+  const ForwardKernels* forward;
+  float* y;
+  const float* u;
+  const float* G;
+  const int32_t* t;
+  int B, w;
+  uint32_t parts;
+};
+
+uint32_t gate_parts(int B, int w) {
+  const uint32_t workers = g_parallel.workers;
+  if (workers <= 1 || g_parallel.run == nullptr || static_cast<size_t>(B) * w < kSplitMinElems) return 1;
+  const uint32_t blocks = static_cast<uint32_t>(B / kSplitRows);
+  return blocks < workers ? (blocks < 2 ? 1 : blocks) : workers;
+}
+
+void time_gate_part(void* ctx, uint32_t i) {
+  const GateJob& j = *static_cast<const GateJob*>(ctx);
+  int r0, r1;
+  part_rows(j.B, i, j.parts, &r0, &r1);
+  const size_t at = static_cast<size_t>(r0) * j.w;
+  j.forward->time_gate(j.y + at, j.u + at, j.G, j.t + r0, r1 - r0, j.w);
+}
 #endif
 
 }  // namespace
@@ -330,6 +357,18 @@ void activation_forward(Activation a, float* y, const float* x, size_t n) {
   f.activation_forward(a, y, x, n);
 }
 void sincos(const float* a, float* s, float* c, size_t n) { forward_table(active_index()).sincos(a, s, c, n); }
+void time_gate(float* y, const float* u, const float* G, const int32_t* t, int B, int w) {
+  const ForwardKernels& f = forward_table(active_index());
+#if MD_SPLIT_ELEMENTWISE
+  GateJob job = {&f, y, u, G, t, B, w, gate_parts(B, w)};
+  if (job.parts > 1) return g_parallel.run(g_parallel.pool, job.parts, time_gate_part, &job);
+#endif
+  f.time_gate(y, u, G, t, B, w);
+}
+void time_gate_backward(float* dz, float* dG, const float* dy, const float* u, const float* G, const int32_t* t,
+                        int B, int w) {
+  active_table().time_gate_backward(dz, dG, dy, u, G, t, B, w);
+}
 void activation_backward(Activation a, float* dx, const float* x, const float* dy, size_t n) {
   const KernelTable& t = active_table();
 #if MD_SPLIT_ELEMENTWISE

@@ -78,6 +78,14 @@ void ema_update(float* ema, const float* p, size_t n, float d, float one_minus_d
 // s[i] = sin(a[i]), c[i] = cos(a[i]) (the sinusoidal embeddings); s may alias a.
 void sincos(const float* a, float* s, float* c, size_t n);
 
+// The time gate, row by row with G the (T, w) table: y (B, w) = u * G[t[b]].
+// y may alias u. The timesteps are the caller's to check (t[b] < T).
+void time_gate(float* y, const float* u, const float* G, const int32_t* t, int B, int w);
+// Its backward: dG[t[b]] += dy * u, then dz = dy * G[t[b]], rows in order (rows
+// sharing a timestep add to dG in row order). dz may alias dy.
+void time_gate_backward(float* dz, float* dG, const float* dy, const float* u, const float* G, const int32_t* t,
+                        int B, int w);
+
 // Scalar forms, shared by all variants and by tests.
 float activation_value(Activation a, float x);
 float activation_derivative(Activation a, float x);
@@ -96,6 +104,9 @@ struct KernelTable {
   void (*adam_update)(float* p, float* m, float* v, const float* grad, size_t n, const AdamStep& s);
   void (*ema_update)(float* ema, const float* p, size_t n, float d, float one_minus_d);
   void (*sincos)(const float* a, float* s, float* c, size_t n);
+  void (*time_gate)(float* y, const float* u, const float* G, const int32_t* t, int B, int w);
+  void (*time_gate_backward)(float* dz, float* dG, const float* dy, const float* u, const float* G,
+                             const int32_t* t, int B, int w);
 };
 
 // The kernels inference needs, once more per variant: the sampler's
@@ -106,6 +117,7 @@ struct ForwardKernels {
   void (*gemm_bias)(float* Y, const float* X, const float* W, const float* b, int M, int K, int N);
   void (*activation_forward)(Activation a, float* y, const float* x, size_t n);
   void (*sincos)(const float* a, float* s, float* c, size_t n);
+  void (*time_gate)(float* y, const float* u, const float* G, const int32_t* t, int B, int w);
 };
 
 // One table per variant. Only the ones compiled into this build are defined:

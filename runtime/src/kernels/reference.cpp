@@ -166,13 +166,34 @@ void ema_update(float* __restrict ema, const float* __restrict p, size_t n, floa
   for (size_t i = 0; i < n; ++i) ema[i] = d * ema[i] + one_minus_d * p[i];
 }
 
+void time_gate(float* y, const float* u, const float* G, const int32_t* t, int B, int w) {
+  for (int b = 0; b < B; ++b) {
+    const float* g = G + static_cast<size_t>(t[b]) * w;
+    const size_t row = static_cast<size_t>(b) * w;
+    for (int i = 0; i < w; ++i) y[row + i] = u[row + i] * g[i];
+  }
+}
+
+void time_gate_backward(float* dz, float* dG, const float* dy, const float* u, const float* G, const int32_t* t,
+                        int B, int w) {
+  for (int b = 0; b < B; ++b) {
+    const size_t row = static_cast<size_t>(b) * w, at = static_cast<size_t>(t[b]) * w;
+    for (int i = 0; i < w; ++i) {
+      dG[at + i] += dy[row + i] * u[row + i];
+      dz[row + i] = dy[row + i] * G[at + i];
+    }
+  }
+}
+
 }  // namespace ref
 
 extern const KernelTable kReferenceTable = {
     "reference",          ref::gemm_bias,           ref::gemm_nt,     ref::gemm_tn_acc, ref::colsum_acc,
     ref::activation_forward, ref::activation_backward, ref::adam_update, ref::ema_update, ref::sincos,
+    ref::time_gate,       ref::time_gate_backward,
 };
-extern const ForwardKernels kReferenceForward = {ref::gemm_bias, ref::activation_forward, ref::sincos};
+extern const ForwardKernels kReferenceForward = {ref::gemm_bias, ref::activation_forward, ref::sincos,
+                                                 ref::time_gate};
 
 }  // namespace kernels
 }  // namespace md

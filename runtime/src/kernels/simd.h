@@ -867,6 +867,41 @@ void simd_sincos(const float* a, float* s, float* c, size_t n) {
   for (; i < n; ++i) math::sincos_f(a[i], &s[i], &c[i]);
 }
 
+// ---- The time gate ------------------------------------------------------------------
+//
+// Products only, each rounded once, and the backward's sum as a separate add
+// (no fma): bit-identical to the reference.
+template <class S>
+void simd_time_gate(float* y, const float* u, const float* G, const int32_t* t, int B, int w) {
+  constexpr int W = S::W;
+  for (int b = 0; b < B; ++b) {
+    const float* g = G + static_cast<size_t>(t[b]) * w;
+    const size_t row = static_cast<size_t>(b) * w;
+    int i = 0;
+    for (; i + W <= w; i += W) S::store(y + row + i, S::mul(S::load(u + row + i), S::load(g + i)));
+    if (i < w) S::store_n(y + row + i, S::mul(S::load_n(u + row + i, w - i), S::load_n(g + i, w - i)), w - i);
+  }
+}
+
+template <class S>
+void simd_time_gate_backward(float* dz, float* dG, const float* dy, const float* u, const float* G, const int32_t* t,
+                             int B, int w) {
+  constexpr int W = S::W;
+  for (int b = 0; b < B; ++b) {
+    const size_t row = static_cast<size_t>(b) * w, at = static_cast<size_t>(t[b]) * w;
+    int i = 0;
+    for (; i + W <= w; i += W) {
+      const typename S::V d = S::load(dy + row + i);
+      S::store(dG + at + i, S::add(S::load(dG + at + i), S::mul(d, S::load(u + row + i))));
+      S::store(dz + row + i, S::mul(d, S::load(G + at + i)));
+    }
+    for (; i < w; ++i) {
+      dG[at + i] += dy[row + i] * u[row + i];
+      dz[row + i] = dy[row + i] * G[at + i];
+    }
+  }
+}
+
 template <class S>
 constexpr KernelTable make_table(const char* name) {
   return KernelTable{name,
@@ -878,12 +913,14 @@ constexpr KernelTable make_table(const char* name) {
                      simd_activation_backward<S>,
                      simd_adam_update<S>,
                      simd_ema_update<S>,
-                     simd_sincos<S>};
+                     simd_sincos<S>,
+                     simd_time_gate<S>,
+                     simd_time_gate_backward<S>};
 }
 
 template <class S>
 constexpr ForwardKernels make_forward() {
-  return ForwardKernels{simd_gemm_bias<S>, simd_activation_forward<S>, simd_sincos<S>};
+  return ForwardKernels{simd_gemm_bias<S>, simd_activation_forward<S>, simd_sincos<S>, simd_time_gate<S>};
 }
 
 }  // namespace
