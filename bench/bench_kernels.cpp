@@ -160,6 +160,25 @@ void BM_AdamEma(benchmark::State& state, const KernelTable* t) {
   state.counters["Mparam/s"] = benchmark::Counter(P * 1e-6, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// The time gate of the tutorial model's layers: 2000 rows (its sampling
+// batch) of 128, each gated by one of T = 100 table rows; forward or backward.
+void BM_TimeGate(benchmark::State& state, const KernelTable* t, bool backward) {
+  constexpr int B = 2000, w = 128, T = 100;
+  const size_t n = static_cast<size_t>(B) * w;
+  std::vector<float> u = random_vector(n, 9), dy = random_vector(n, 10), y(n);
+  std::vector<float> G = random_vector(static_cast<size_t>(T) * w, 11), dG(static_cast<size_t>(T) * w, 0.0f);
+  std::vector<int32_t> ts(B);
+  for (int b = 0; b < B; ++b) ts[b] = (b * 37) % T;
+  for (auto _ : state) {
+    if (backward)
+      t->time_gate_backward(y.data(), dG.data(), dy.data(), u.data(), G.data(), ts.data(), B, w);
+    else
+      t->time_gate(y.data(), u.data(), G.data(), ts.data(), B, w);
+    benchmark::ClobberMemory();
+  }
+  state.counters["Melem/s"] = benchmark::Counter(n * 1e-6, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // The models the step benchmarks run, at their presets' T.
 struct StepModel {
   const char* name;
@@ -302,6 +321,8 @@ int main(int argc, char** argv) {
                                    BM_Activation, t, a, true);
     }
     benchmark::RegisterBenchmark((std::string("adam_ema/") + v).c_str(), BM_AdamEma, t);
+    benchmark::RegisterBenchmark((std::string("time_gate_fwd/") + v).c_str(), BM_TimeGate, t, false);
+    benchmark::RegisterBenchmark((std::string("time_gate_bwd/") + v).c_str(), BM_TimeGate, t, true);
   }
   // Whole steps: the best variant and the reference.
   const struct {
