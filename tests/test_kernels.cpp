@@ -513,6 +513,33 @@ TEST_P(KernelVariant, AdamAndEmaAreBitIdenticalToReference) {
   }
 }
 
+// ---- Sum of squares (the gradient norm) --------------------------------------------------
+
+// Every variant bit for bit against the order kernels.h states (element i into
+// partial sum i mod 32, then a pairwise tree), written out here; and that
+// order within the recursive-summation bound of a long double sum (each
+// chain adds about n/32 terms, plus 5 levels of the tree, each within 2^-53).
+TEST_P(KernelVariant, SumSquaresFollowsItsStatedOrder) {
+  std::mt19937 rng(17);
+  const size_t sizes[] = {0, 1, 7, 8, 31, 32, 33, 63, 64, 65, 1000, 72066};
+  for (size_t n : sizes) {
+    Guarded X(n);
+    X.fill(random_vector(n, rng, -3.0f, 3.0f));
+    double part[32] = {};
+    long double exact = 0;
+    for (size_t i = 0; i < n; ++i) {
+      part[i % 32] += static_cast<double>(X[i]) * X[i];
+      exact += static_cast<long double>(X[i]) * X[i];
+    }
+    for (size_t width = 16; width >= 1; width /= 2)
+      for (size_t l = 0; l < width; ++l) part[l] = part[2 * l] + part[2 * l + 1];
+    const double got = t().sum_squares(X.data(), n);
+    ASSERT_EQ(std::memcmp(&got, &part[0], 8), 0) << name() << " n=" << n << ": " << got << " vs " << part[0];
+    const long double bound = (n / 32 + 6) * 0x1p-53L * exact;
+    EXPECT_LE(std::fabs(static_cast<long double>(got) - exact), bound) << name() << " n=" << n;
+  }
+}
+
 // ---- The time gate ----------------------------------------------------------------------
 
 // Forward and backward against the formula (each product of two floats is

@@ -236,15 +236,9 @@ Status Trainer::loss_and_gradients(const float* x0, const int32_t* t, const floa
 
 Status Trainer::apply_gradients() {
   const size_t P = layout_.total_floats;
-  // Sum of squares in double over 8 interleaved partial sums, in a fixed
-  // order: one running sum is a chain of dependent adds (a third of a
-  // tutorial-model step); the same order on every target keeps runs portable.
-  double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  size_t i8 = 0;
-  for (; i8 + 8 <= P; i8 += 8)
-    for (size_t l = 0; l < 8; ++l) part[l] += static_cast<double>(grads_[i8 + l]) * grads_[i8 + l];
-  for (size_t l = 0; i8 + l < P; ++l) part[l] += static_cast<double>(grads_[i8 + l]) * grads_[i8 + l];
-  const double sq = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+  // In double over 32 interleaved partial sums in a fixed order (one running
+  // sum is a chain of dependent adds): the same bits on every target.
+  const double sq = kernels::sum_squares(grads_, P);
   last_grad_norm_ = static_cast<float>(sqrt(sq));
   if (!(last_grad_norm_ - last_grad_norm_ == 0.0f)) {
     // Name the first tensor holding a non-finite gradient; nothing is updated.

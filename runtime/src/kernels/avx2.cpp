@@ -35,6 +35,18 @@ struct Avx2 {
   static constexpr bool kMaskedTail = true, kIeeeDivSqrt = true;
   static constexpr bool kMapPairs = true;
   static constexpr bool kNarrowDots = true;
+  static constexpr bool kSumSquaresF64 = true;
+  // Lane l of acc[j] is partial sum 4 j + l: 8 independent chains.
+  static inline void sum_squares_chunks(const float* x, size_t chunks, double* part) {
+    __m256d acc[8];
+    for (int j = 0; j < 8; ++j) acc[j] = _mm256_loadu_pd(part + 4 * j);
+    for (size_t c = 0; c < chunks; ++c, x += 32)
+      for (int j = 0; j < 8; ++j) {
+        const __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + 4 * j));
+        acc[j] = _mm256_add_pd(acc[j], _mm256_mul_pd(v, v));
+      }
+    for (int j = 0; j < 8; ++j) _mm256_storeu_pd(part + 4 * j, acc[j]);
+  }
 
   static inline __m256i first(int n) {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kFirstLanes + 8 - n));

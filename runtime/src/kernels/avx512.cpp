@@ -36,6 +36,18 @@ struct Avx512 {
   static constexpr bool kMaskedTail = true, kIeeeDivSqrt = true;
   static constexpr bool kMapPairs = true;
   static constexpr bool kNarrowDots = true;
+  static constexpr bool kSumSquaresF64 = true;
+  // Lane l of acc[j] is partial sum 8 j + l: 4 independent chains.
+  static inline void sum_squares_chunks(const float* x, size_t chunks, double* part) {
+    __m512d acc[4];
+    for (int j = 0; j < 4; ++j) acc[j] = _mm512_loadu_pd(part + 8 * j);
+    for (size_t c = 0; c < chunks; ++c, x += 32)
+      for (int j = 0; j < 4; ++j) {
+        const __m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(x + 8 * j));
+        acc[j] = _mm512_add_pd(acc[j], _mm512_mul_pd(v, v));
+      }
+    for (int j = 0; j < 4; ++j) _mm512_storeu_pd(part + 8 * j, acc[j]);
+  }
 
   static inline Mask first(int n) { return static_cast<Mask>((1u << n) - 1u); }
   static inline V load(const float* p) { return _mm512_loadu_ps(p); }

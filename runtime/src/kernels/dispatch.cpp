@@ -380,6 +380,7 @@ void activation_backward(Activation a, float* dx, const float* x, const float* d
 void adam_update(float* p, float* m, float* v, const float* grad, size_t n, const AdamStep& s) {
   active_table().adam_update(p, m, v, grad, n, s);
 }
+double sum_squares(const float* x, size_t n) { return active_table().sum_squares(x, n); }
 void ema_update(float* ema, const float* p, size_t n, float d, float one_minus_d) {
   active_table().ema_update(ema, p, n, d, one_minus_d);
 }

@@ -43,6 +43,7 @@ struct Helium {
   static constexpr bool kMaskedTail = true;  // tail predication is cheap
   static constexpr bool kMapPairs = false;  // in-order: code size over overlap
   static constexpr bool kNarrowDots = false;  // 3 KB of code for 1% fewer instructions
+  static constexpr bool kSumSquaresF64 = false;  // MVE has no double lanes
   static constexpr bool kFmaReadsMemory = false;
 
   static inline V load(const float* p) { return vldrwq_f32(p); }

@@ -72,6 +72,21 @@ inline void adam_update_scalar(float* p, float* m, float* v, const float* grad, 
     p[i] -= s.step_size * (m[i] / denom);
   }
 }
+// The sum of x[i]^2 in double (the trainer's gradient norm), bit-identical
+// across variants: element i adds to partial sum i mod 32 (each product of
+// two floats is exact in double, so fused or not it rounds once), and the 32
+// partial sums combine in the fixed tree of sum_squares_finish. 32 chains
+// instead of one keep the adds' latency off the critical path.
+double sum_squares(const float* x, size_t n);
+constexpr size_t kSumSquaresLanes = 32;
+// Elements [i, n) into part[], then the tree: the reference, and the tail of
+// every vector variant.
+inline double sum_squares_finish(double* part, const float* x, size_t i, size_t n) {
+  for (size_t l = 0; i + l < n; ++l) part[l] += static_cast<double>(x[i + l]) * x[i + l];
+  for (size_t width = kSumSquaresLanes / 2; width >= 1; width /= 2)
+    for (size_t l = 0; l < width; ++l) part[l] = part[2 * l] + part[2 * l + 1];
+  return part[0];
+}
 // ema = d * ema + one_minus_d * p (bit-identical across variants)
 void ema_update(float* ema, const float* p, size_t n, float d, float one_minus_d);
 
@@ -107,6 +122,7 @@ struct KernelTable {
   void (*time_gate)(float* y, const float* u, const float* G, const int32_t* t, int B, int w);
   void (*time_gate_backward)(float* dz, float* dG, const float* dy, const float* u, const float* G,
                              const int32_t* t, int B, int w);
+  double (*sum_squares)(const float* x, size_t n);
 };
 
 // The kernels inference needs, once more per variant: the sampler's

@@ -37,6 +37,24 @@ struct Neon {
   static constexpr bool kMapPairs = true;
   static constexpr bool kNarrowDots = true;
   static constexpr bool kFmaReadsMemory = false;
+#if defined(__aarch64__)
+  static constexpr bool kSumSquaresF64 = true;
+  // Lane l of acc[j] is partial sum 2 j + l: 16 independent chains.
+  static inline void sum_squares_chunks(const float* x, size_t chunks, double* part) {
+    float64x2_t acc[16];
+    for (int j = 0; j < 16; ++j) acc[j] = vld1q_f64(part + 2 * j);
+    for (size_t c = 0; c < chunks; ++c, x += 32)
+      for (int j = 0; j < 8; ++j) {
+        const float32x4_t f = vld1q_f32(x + 4 * j);
+        const float64x2_t lo = vcvt_f64_f32(vget_low_f32(f)), hi = vcvt_high_f64_f32(f);
+        acc[2 * j] = vaddq_f64(acc[2 * j], vmulq_f64(lo, lo));
+        acc[2 * j + 1] = vaddq_f64(acc[2 * j + 1], vmulq_f64(hi, hi));
+      }
+    for (int j = 0; j < 16; ++j) vst1q_f64(part + 2 * j, acc[j]);
+  }
+#else
+  static constexpr bool kSumSquaresF64 = false;  // ARMv7 NEON has no double lanes
+#endif
 
   static inline V load(const float* p) { return vld1q_f32(p); }
   static inline V load_n(const float* p, int n) {

@@ -166,6 +166,14 @@ void ema_update(float* __restrict ema, const float* __restrict p, size_t n, floa
   for (size_t i = 0; i < n; ++i) ema[i] = d * ema[i] + one_minus_d * p[i];
 }
 
+double sum_squares(const float* x, size_t n) {
+  double part[kSumSquaresLanes] = {};
+  size_t i = 0;
+  for (; i + kSumSquaresLanes <= n; i += kSumSquaresLanes)
+    for (size_t l = 0; l < kSumSquaresLanes; ++l) part[l] += static_cast<double>(x[i + l]) * x[i + l];
+  return sum_squares_finish(part, x, i, n);
+}
+
 void time_gate(float* y, const float* u, const float* G, const int32_t* t, int B, int w) {
   for (int b = 0; b < B; ++b) {
     const float* g = G + static_cast<size_t>(t[b]) * w;
@@ -190,7 +198,7 @@ void time_gate_backward(float* dz, float* dG, const float* dy, const float* u, c
 extern const KernelTable kReferenceTable = {
     "reference",          ref::gemm_bias,           ref::gemm_nt,     ref::gemm_tn_acc, ref::colsum_acc,
     ref::activation_forward, ref::activation_backward, ref::adam_update, ref::ema_update, ref::sincos,
-    ref::time_gate,       ref::time_gate_backward,
+    ref::time_gate,       ref::time_gate_backward,     ref::sum_squares,
 };
 extern const ForwardKernels kReferenceForward = {ref::gemm_bias, ref::activation_forward, ref::sincos,
                                                  ref::time_gate};

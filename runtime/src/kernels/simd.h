@@ -22,6 +22,11 @@
 //   kIeeeDivSqrt                    div and sqrt are correctly rounded (Adam)
 //   kNarrowDots                     gemm_bias with N < W columns by dot
 //                                   products (narrow())
+//   kSumSquaresF64                  sum_squares_chunks(x, chunks, part)
+//                                   exists: the double lanes of
+//                                   sum_squares over whole 32-float chunks
+//                                   (ISAs without double vectors leave it
+//                                   to the scalar loop)
 //   kMapPairs                       elementwise maps take two vectors per
 //                                   iteration (out-of-order cores overlap the
 //                                   long dependency chains of exp and log)
@@ -902,6 +907,22 @@ void simd_time_gate_backward(float* dz, float* dG, const float* dy, const float*
   }
 }
 
+// ---- Sum of squares (the gradient norm) ---------------------------------------------
+template <class S>
+double simd_sum_squares(const float* x, size_t n) {
+  double part[kSumSquaresLanes] = {};
+  size_t i = 0;
+  if constexpr (S::kSumSquaresF64) {
+    const size_t chunks = n / kSumSquaresLanes;
+    S::sum_squares_chunks(x, chunks, part);
+    i = chunks * kSumSquaresLanes;
+  } else {
+    for (; i + kSumSquaresLanes <= n; i += kSumSquaresLanes)
+      for (size_t l = 0; l < kSumSquaresLanes; ++l) part[l] += static_cast<double>(x[i + l]) * x[i + l];
+  }
+  return sum_squares_finish(part, x, i, n);
+}
+
 template <class S>
 constexpr KernelTable make_table(const char* name) {
   return KernelTable{name,
@@ -915,7 +936,8 @@ constexpr KernelTable make_table(const char* name) {
                      simd_ema_update<S>,
                      simd_sincos<S>,
                      simd_time_gate<S>,
-                     simd_time_gate_backward<S>};
+                     simd_time_gate_backward<S>,
+                     simd_sum_squares<S>};
 }
 
 template <class S>
