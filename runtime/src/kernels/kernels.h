@@ -57,8 +57,11 @@ struct AdamStep {
 void adam_update(float* p, float* m, float* v, const float* grad, size_t n, const AdamStep& s);
 // The update above for elements [i, n), one at a time: the reference, and the
 // tail of every vector variant (compiled with -ffp-contract=off everywhere).
-inline void adam_update_scalar(float* p, float* m, float* v, const float* grad, size_t i, size_t n,
-                               const AdamStep& s) {
+// Static, as sum_squares_finish below: each ISA file compiles its own copy
+// with its own flags, and an out-of-line copy of a plain inline function is a
+// shared symbol the linker could satisfy with the AVX-512 one.
+static inline void adam_update_scalar(float* p, float* m, float* v, const float* grad, size_t i, size_t n,
+                                      const AdamStep& s) {
   for (; i < n; ++i) {
     float g = grad[i];
     if (s.decoupled) {
@@ -81,7 +84,7 @@ double sum_squares(const float* x, size_t n);
 constexpr size_t kSumSquaresLanes = 32;
 // Elements [i, n) into part[], then the tree: the reference, and the tail of
 // every vector variant.
-inline double sum_squares_finish(double* part, const float* x, size_t i, size_t n) {
+static inline double sum_squares_finish(double* part, const float* x, size_t i, size_t n) {
   for (size_t l = 0; i + l < n; ++l) part[l] += static_cast<double>(x[i + l]) * x[i + l];
   for (size_t width = kSumSquaresLanes / 2; width >= 1; width /= 2)
     for (size_t l = 0; l < width; ++l) part[l] = part[2 * l] + part[2 * l + 1];
