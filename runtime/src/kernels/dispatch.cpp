@@ -190,13 +190,18 @@ constexpr uint32_t kMaxParts = 64;
 
 ParallelFor g_parallel;  // workers == 1: none installed
 
+// How many parts of whole kSplitRows blocks `rows` rows make with a hook installed.
+uint32_t row_parts(int rows) {
+  const uint32_t blocks = static_cast<uint32_t>(rows / kSplitRows), workers = g_parallel.workers;
+  return blocks < workers ? (blocks < 2 ? 1 : blocks) : workers;
+}
+
 // How many parts `rows` output rows of an M x K x N product split into (1: do not split).
 uint32_t split_parts(int rows, int M, int K, int N) {
   const uint32_t workers = g_parallel.workers;
   if (workers <= 1 || g_parallel.run == nullptr) return 1;
   if (static_cast<double>(M) * K * N < kSplitMacs) return 1;
-  const uint32_t blocks = static_cast<uint32_t>(rows / kSplitRows);
-  return blocks < workers ? (blocks < 2 ? 1 : blocks) : workers;
+  return row_parts(rows);
 }
 
 // floor(blocks * i / n) for blocks >= 0 and i <= n <= kMaxParts, exactly, without
@@ -314,8 +319,7 @@ struct GateJob {
 uint32_t gate_parts(int B, int w) {
   const uint32_t workers = g_parallel.workers;
   if (workers <= 1 || g_parallel.run == nullptr || static_cast<size_t>(B) * w < kSplitMinElems) return 1;
-  const uint32_t blocks = static_cast<uint32_t>(B / kSplitRows);
-  return blocks < workers ? (blocks < 2 ? 1 : blocks) : workers;
+  return row_parts(B);
 }
 
 void time_gate_part(void* ctx, uint32_t i) {

@@ -57,7 +57,7 @@ struct AdamStep {
 void adam_update(float* p, float* m, float* v, const float* grad, size_t n, const AdamStep& s);
 // The update above for elements [i, n), one at a time: the reference, and the
 // tail of every vector variant (compiled with -ffp-contract=off everywhere).
-// Static, as sum_squares_finish below: each ISA file compiles its own copy
+// Static, as the scalar forms below: each ISA file compiles its own copy
 // with its own flags, and an out-of-line copy of a plain inline function is a
 // shared symbol the linker could satisfy with the AVX-512 one.
 static inline void adam_update_scalar(float* p, float* m, float* v, const float* grad, size_t i, size_t n,
@@ -78,14 +78,14 @@ static inline void adam_update_scalar(float* p, float* m, float* v, const float*
 // The sum of x[i]^2 in double (the trainer's gradient norm), bit-identical
 // across variants: element i adds to partial sum i mod 32 (each product of
 // two floats is exact in double, so fused or not it rounds once), and the 32
-// partial sums combine in the fixed tree of sum_squares_finish. 32 chains
+// partial sums combine in the fixed tree of sum_squares_scalar. 32 chains
 // instead of one keep the adds' latency off the critical path.
 double sum_squares(const float* x, size_t n);
 constexpr size_t kSumSquaresLanes = 32;
-// Elements [i, n) into part[], then the tree: the reference, and the tail of
-// every vector variant.
-static inline double sum_squares_finish(double* part, const float* x, size_t i, size_t n) {
-  for (size_t l = 0; i + l < n; ++l) part[l] += static_cast<double>(x[i + l]) * x[i + l];
+// Elements [i, n) into part[] (i a multiple of kSumSquaresLanes), then the
+// tree: the reference, and what every vector variant leaves.
+static inline double sum_squares_scalar(double* part, const float* x, size_t i, size_t n) {
+  for (size_t l = 0; i + l < n; ++l) part[l % kSumSquaresLanes] += static_cast<double>(x[i + l]) * x[i + l];
   for (size_t width = kSumSquaresLanes / 2; width >= 1; width /= 2)
     for (size_t l = 0; l < width; ++l) part[l] = part[2 * l] + part[2 * l + 1];
   return part[0];
@@ -103,6 +103,15 @@ void time_gate(float* y, const float* u, const float* G, const int32_t* t, int B
 // sharing a timestep add to dG in row order). dz may alias dy.
 void time_gate_backward(float* dz, float* dG, const float* dy, const float* u, const float* G, const int32_t* t,
                         int B, int w);
+// One row of that backward from column i on: the reference, and the tail of
+// every vector variant.
+static inline void time_gate_backward_scalar(float* dz, float* dG, const float* dy, const float* u, const float* G,
+                                             int i, int w) {
+  for (; i < w; ++i) {
+    dG[i] += dy[i] * u[i];
+    dz[i] = dy[i] * G[i];
+  }
+}
 
 // Scalar forms, shared by all variants and by tests.
 float activation_value(Activation a, float x);

@@ -168,10 +168,7 @@ void ema_update(float* __restrict ema, const float* __restrict p, size_t n, floa
 
 double sum_squares(const float* x, size_t n) {
   double part[kSumSquaresLanes] = {};
-  size_t i = 0;
-  for (; i + kSumSquaresLanes <= n; i += kSumSquaresLanes)
-    for (size_t l = 0; l < kSumSquaresLanes; ++l) part[l] += static_cast<double>(x[i + l]) * x[i + l];
-  return sum_squares_finish(part, x, i, n);
+  return sum_squares_scalar(part, x, 0, n);
 }
 
 void time_gate(float* y, const float* u, const float* G, const int32_t* t, int B, int w) {
@@ -186,10 +183,7 @@ void time_gate_backward(float* dz, float* dG, const float* dy, const float* u, c
                         int B, int w) {
   for (int b = 0; b < B; ++b) {
     const size_t row = static_cast<size_t>(b) * w, at = static_cast<size_t>(t[b]) * w;
-    for (int i = 0; i < w; ++i) {
-      dG[at + i] += dy[row + i] * u[row + i];
-      dz[row + i] = dy[row + i] * G[at + i];
-    }
+    time_gate_backward_scalar(dz + row, dG + at, dy + row, u + row, G + at, 0, w);
   }
 }
 

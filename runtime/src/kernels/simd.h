@@ -900,10 +900,7 @@ void simd_time_gate_backward(float* dz, float* dG, const float* dy, const float*
       S::store(dG + at + i, S::add(S::load(dG + at + i), S::mul(d, S::load(u + row + i))));
       S::store(dz + row + i, S::mul(d, S::load(G + at + i)));
     }
-    for (; i < w; ++i) {
-      dG[at + i] += dy[row + i] * u[row + i];
-      dz[row + i] = dy[row + i] * G[at + i];
-    }
+    time_gate_backward_scalar(dz + row, dG + at, dy + row, u + row, G + at, i, w);
   }
 }
 
@@ -916,11 +913,8 @@ double simd_sum_squares(const float* x, size_t n) {
     const size_t chunks = n / kSumSquaresLanes;
     S::sum_squares_chunks(x, chunks, part);
     i = chunks * kSumSquaresLanes;
-  } else {
-    for (; i + kSumSquaresLanes <= n; i += kSumSquaresLanes)
-      for (size_t l = 0; l < kSumSquaresLanes; ++l) part[l] += static_cast<double>(x[i + l]) * x[i + l];
   }
-  return sum_squares_finish(part, x, i, n);
+  return sum_squares_scalar(part, x, i, n);
 }
 
 template <class S>
