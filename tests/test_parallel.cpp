@@ -141,6 +141,39 @@ TEST(Parallel, ActivationsSplitIntoRangesThatCoverEveryElementOnce) {
   ASSERT_TRUE(md::set_parallel_for(nullptr).ok());
 }
 
+// Hosted builds split Adam and the EMA the same way: each parameter updated
+// once, with the same bits as unsplit (AdamW with decay, and plain Adam with
+// an L2 term, over an n that is no multiple of the split block).
+TEST(Parallel, OptimizerUpdatesSplitIntoRangesThatCoverEveryElementOnce) {
+  const size_t n = 2 * 16384 + 1000 + 3;
+  const std::vector<float> p0 = random_vector(n, 8), grad = random_vector(n, 9);
+  std::vector<float> m0 = random_vector(n, 10), v0 = random_vector(n, 11), e0 = random_vector(n, 12);
+  for (float& v : v0) v = v * v;
+  for (bool decoupled : {true, false}) {
+    const md::kernels::AdamStep s{0.9f, 0.999f, 0.1f, 0.001f, 1e-3f, 0.03f, 1e-8f, 0.01f, 0.99999f, decoupled};
+    std::vector<float> p1 = p0, m1 = m0, v1 = v0, e1 = e0;
+    md::kernels::adam_update(p1.data(), m1.data(), v1.data(), grad.data(), n, s);
+    md::kernels::ema_update(e1.data(), p1.data(), n, 0.995f, 0.005f);
+    ASSERT_NE(0, std::memcmp(p1.data(), p0.data(), sizeof(float) * n)) << "the update moves the parameters";
+
+    ReverseOrder reverse;
+    for (uint32_t workers : {2u, 3u, 7u}) {
+      const md::ParallelFor hook = reverse.hook(workers);
+      ASSERT_TRUE(md::set_parallel_for(&hook).ok());
+      std::vector<float> p = p0, m = m0, v = v0, e = e0;
+      const uint32_t before = reverse.parts;
+      md::kernels::adam_update(p.data(), m.data(), v.data(), grad.data(), n, s);
+      md::kernels::ema_update(e.data(), p.data(), n, 0.995f, 0.005f);
+      EXPECT_EQ(reverse.parts - before, 2 * workers) << "each call split into one part per worker";
+      EXPECT_EQ(0, std::memcmp(p.data(), p1.data(), sizeof(float) * n)) << workers << " workers";
+      EXPECT_EQ(0, std::memcmp(m.data(), m1.data(), sizeof(float) * n)) << workers << " workers";
+      EXPECT_EQ(0, std::memcmp(v.data(), v1.data(), sizeof(float) * n)) << workers << " workers";
+      EXPECT_EQ(0, std::memcmp(e.data(), e1.data(), sizeof(float) * n)) << workers << " workers";
+    }
+    ASSERT_TRUE(md::set_parallel_for(nullptr).ok());
+  }
+}
+
 // The time gate's forward splits by whole 16-row blocks (the last part takes
 // the 5-row tail), each row gated by its own timestep's table row.
 TEST(Parallel, TimeGateSplitsIntoRowBlocksThatCoverEveryRowOnce) {

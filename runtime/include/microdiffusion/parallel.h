@@ -2,9 +2,9 @@
 // never starts threads and stays allocation-free: with a hook installed, the
 // large matrix products (every GEMM of the forward and backward passes with
 // enough rows and work) and, in hosted builds, the activations of large
-// arrays (forward and derivative, from 16K elements) and the time gate's
-// forward (from 16K elements, by rows) are cut into `workers` disjoint
-// parts, and
+// arrays (forward and derivative, from 16K elements), the time gate's
+// forward (from 16K elements, by rows) and the Adam and EMA updates (from
+// 16K parameters) are cut into `workers` disjoint parts, and
 // run(pool, parts, task, ctx) must call task(ctx, i) once for every i in
 // [0, parts), on any threads, and return only when all calls have returned.
 // Firmware installs none; everything then runs on the caller's thread.

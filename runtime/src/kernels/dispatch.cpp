@@ -284,24 +284,63 @@ uint32_t map_parts(size_t n) {
   return blocks < workers ? static_cast<uint32_t>(blocks) : workers;
 }
 
-void map_range(const MapJob& j, uint32_t i, size_t* begin, size_t* end) {
-  const size_t blocks = j.n / kSplitElems;
-  *begin = blocks * i / j.parts * kSplitElems;
-  *end = i + 1 == j.parts ? j.n : blocks * (i + 1) / j.parts * kSplitElems;
+// Elements [begin, end) of part i of `parts` over n, in whole kSplitElems
+// blocks (the last part takes the tail).
+void map_range(size_t n, uint32_t parts, uint32_t i, size_t* begin, size_t* end) {
+  const size_t blocks = n / kSplitElems;
+  *begin = blocks * i / parts * kSplitElems;
+  *end = i + 1 == parts ? n : blocks * (i + 1) / parts * kSplitElems;
 }
 
 void activation_forward_part(void* ctx, uint32_t i) {
   const MapJob& j = *static_cast<const MapJob*>(ctx);
   size_t b, e;
-  map_range(j, i, &b, &e);
+  map_range(j.n, j.parts, i, &b, &e);
   j.forward->activation_forward(j.act, j.out + b, j.x + b, e - b);
 }
 
 void activation_backward_part(void* ctx, uint32_t i) {
   const MapJob& j = *static_cast<const MapJob*>(ctx);
   size_t b, e;
-  map_range(j, i, &b, &e);
+  map_range(j.n, j.parts, i, &b, &e);
   j.table->activation_backward(j.act, j.out + b, j.x + b, j.dy + b, e - b);
+}
+
+// The optimizer's updates, split the same way: Adam is a third of a
+// tutorial-sized training step (a square root and two divisions per
+// parameter), and every element's update is the same whichever part makes it.
+struct AdamJob {
+  const KernelTable* table;
+  float* p;
+  float* m;
+  float* v;
+  const float* grad;
+  const AdamStep* step;
+  size_t n;
+  uint32_t parts;
+};
+
+void adam_update_part(void* ctx, uint32_t i) {
+  const AdamJob& j = *static_cast<const AdamJob*>(ctx);
+  size_t b, e;
+  map_range(j.n, j.parts, i, &b, &e);
+  j.table->adam_update(j.p + b, j.m + b, j.v + b, j.grad + b, e - b, *j.step);
+}
+
+struct EmaJob {
+  const KernelTable* table;
+  float* ema;
+  const float* p;
+  float d, one_minus_d;
+  size_t n;
+  uint32_t parts;
+};
+
+void ema_update_part(void* ctx, uint32_t i) {
+  const EmaJob& j = *static_cast<const EmaJob*>(ctx);
+  size_t b, e;
+  map_range(j.n, j.parts, i, &b, &e);
+  j.table->ema_update(j.ema + b, j.p + b, e - b, j.d, j.one_minus_d);
 }
 
 // The time gate's forward, split by whole kSplitRows blocks of rows (its
@@ -382,11 +421,21 @@ void activation_backward(Activation a, float* dx, const float* x, const float* d
   t.activation_backward(a, dx, x, dy, n);
 }
 void adam_update(float* p, float* m, float* v, const float* grad, size_t n, const AdamStep& s) {
-  active_table().adam_update(p, m, v, grad, n, s);
+  const KernelTable& t = active_table();
+#if MD_SPLIT_ELEMENTWISE
+  AdamJob job = {&t, p, m, v, grad, &s, n, map_parts(n)};
+  if (job.parts > 1) return g_parallel.run(g_parallel.pool, job.parts, adam_update_part, &job);
+#endif
+  t.adam_update(p, m, v, grad, n, s);
 }
 double sum_squares(const float* x, size_t n) { return active_table().sum_squares(x, n); }
 void ema_update(float* ema, const float* p, size_t n, float d, float one_minus_d) {
-  active_table().ema_update(ema, p, n, d, one_minus_d);
+  const KernelTable& t = active_table();
+#if MD_SPLIT_ELEMENTWISE
+  EmaJob job = {&t, ema, p, d, one_minus_d, n, map_parts(n)};
+  if (job.parts > 1) return g_parallel.run(g_parallel.pool, job.parts, ema_update_part, &job);
+#endif
+  t.ema_update(ema, p, n, d, one_minus_d);
 }
 
 }  // namespace kernels
