@@ -35,6 +35,7 @@
 #define MD_TEST_GUARD_PAGES 0
 #endif
 
+#include "kernels/half.h"
 #include "kernels/kernels.h"
 #include "microdiffusion/kernels.h"
 #include "microdiffusion/microdiffusion.h"
@@ -46,15 +47,17 @@ using md::kernels::KernelTable;
 
 const char* const kVariants[] = {"reference", "avx2", "avx512", "neon", "helium"};
 
-// n floats with an inaccessible page right after the last one (or right
+// n elements with an inaccessible page right after the last one (or right
 // before the first): reading or writing one element past the end faults.
-class Guarded {
+enum class GuardSide { kEnd, kStart };
+template <class T>
+class GuardedArray {
  public:
-  enum class Side { kEnd, kStart };
-  explicit Guarded(size_t n, Side side = Side::kEnd) : n_(n) {
+  using Side = GuardSide;
+  explicit GuardedArray(size_t n, Side side = Side::kEnd) : n_(n) {
 #if MD_TEST_GUARD_PAGES
     page_ = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-    const size_t bytes = n * sizeof(float);
+    const size_t bytes = n * sizeof(T);
     const size_t data_pages = (bytes + page_ - 1) / page_;
     total_ = (data_pages + 2) * page_;
     void* m = mmap(nullptr, total_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -63,40 +66,41 @@ class Guarded {
     if (mprotect(base_, page_, PROT_NONE) != 0) std::abort();
     if (mprotect(base_ + (data_pages + 1) * page_, page_, PROT_NONE) != 0) std::abort();
     unsigned char* start = base_ + page_;
-    ptr_ = reinterpret_cast<float*>(side == Side::kStart ? start : start + data_pages * page_ - bytes);
+    ptr_ = reinterpret_cast<T*>(side == Side::kStart ? start : start + data_pages * page_ - bytes);
 #else
     (void)side;
     storage_.resize(n + 1);
     ptr_ = storage_.data();
 #endif
   }
-  ~Guarded() {
+  ~GuardedArray() {
 #if MD_TEST_GUARD_PAGES
     munmap(base_, total_);
 #endif
   }
-  Guarded(const Guarded&) = delete;
-  Guarded& operator=(const Guarded&) = delete;
+  GuardedArray(const GuardedArray&) = delete;
+  GuardedArray& operator=(const GuardedArray&) = delete;
 
-  float* data() { return ptr_; }
-  const float* data() const { return ptr_; }
+  T* data() { return ptr_; }
+  const T* data() const { return ptr_; }
   size_t size() const { return n_; }
-  float& operator[](size_t i) { return ptr_[i]; }
-  float operator[](size_t i) const { return ptr_[i]; }
-  void fill(const std::vector<float>& v) {
-    if (n_ > 0) std::memcpy(ptr_, v.data(), n_ * sizeof(float));
+  T& operator[](size_t i) { return ptr_[i]; }
+  T operator[](size_t i) const { return ptr_[i]; }
+  void fill(const std::vector<T>& v) {
+    if (n_ > 0) std::memcpy(ptr_, v.data(), n_ * sizeof(T));
   }
 
  private:
   size_t n_;
-  float* ptr_ = nullptr;
+  T* ptr_ = nullptr;
 #if MD_TEST_GUARD_PAGES
   size_t page_ = 0, total_ = 0;
   unsigned char* base_ = nullptr;
 #else
-  std::vector<float> storage_;
+  std::vector<T> storage_;
 #endif
 };
+using Guarded = GuardedArray<float>;
 
 std::vector<float> random_vector(size_t n, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
   std::uniform_real_distribution<float> u(lo, hi);
@@ -240,6 +244,68 @@ TEST_P(KernelVariant, GemmsMatchReferenceOnLargeShapes) {
     check_gemms(t(), ref(), name(), s.M, s.K, s.N, rng);
     if (HasFailure()) return;
   }
+}
+
+// gemm_bias on f16 and int8 weights (read in place): every variant, through
+// its inference table, against the f32 product with the dequantized weights
+// in double, |got - exact| <= 1e-5 * (sum of |terms|). The shapes cross the
+// vector widths, the column blocks and the reduction chunks (512 on AVX2);
+// the f16 weights include subnormals, zeros and the largest half, and the
+// matrices end against a guard page, so widening past a row's end faults.
+TEST_P(KernelVariant, ReducedPrecisionGemmsMatchTheDequantizedProduct) {
+  const md::kernels::ForwardKernels* f = md::kernels::find_forward_variant(name().c_str());
+  ASSERT_NE(f, nullptr);
+  std::mt19937 rng(77);
+  const int Ms[] = {1, 2, 7, 33}, Ks[] = {0, 1, 9, 130, 530}, Ns[] = {1, 3, 8, 15, 17, 33, 65};
+  for (int M : Ms)
+    for (int K : Ks)
+      for (int N : Ns) {
+        const size_t KN = static_cast<size_t>(K) * N, MN = static_cast<size_t>(M) * N;
+        const std::vector<float> x = random_vector(static_cast<size_t>(M) * K, rng), b = random_vector(N, rng);
+        std::vector<uint16_t> h(KN);
+        std::vector<int8_t> q(KN);
+        std::vector<float> scales = random_vector(N, rng, 0.001f, 0.05f);
+        for (size_t i = 0; i < KN; ++i) {
+          h[i] = md::kernels::float_to_half(std::normal_distribution<float>(0.0f, 0.5f)(rng));
+          q[i] = static_cast<int8_t>(static_cast<int>(rng() % 255) - 127);
+        }
+        const uint16_t specials[] = {0x0001, 0x83FF, 0x0000, 0x8000, 0x7BFF, 0xFBFF, 0x0400};
+        for (size_t i = 0; i < KN && i < 7; ++i) h[(i * 7919) % KN] = specials[i];
+        Guarded X(x.size()), B(N), S(N), Y(MN);
+        GuardedArray<uint16_t> H(KN);
+        GuardedArray<int8_t> Q(KN);
+        X.fill(x);
+        B.fill(b);
+        S.fill(scales);
+        H.fill(h);
+        Q.fill(q);
+        for (int kind = 0; kind < 2; ++kind) {
+          const bool with_bias = (M + N + kind) % 2 == 0;
+          for (size_t i = 0; i < MN; ++i) Y[i] = std::numeric_limits<float>::quiet_NaN();
+          if (kind == 0)
+            f->gemm_bias_f16(Y.data(), X.data(), H.data(), with_bias ? B.data() : nullptr, M, K, N);
+          else
+            f->gemm_bias_i8(Y.data(), X.data(), Q.data(), S.data(), with_bias ? B.data() : nullptr, M, K, N);
+          std::vector<float> want(MN);
+          std::vector<double> bound(MN);
+          for (int i = 0; i < M; ++i)
+            for (int n = 0; n < N; ++n) {
+              double sum = with_bias ? b[n] : 0.0, mag = with_bias ? std::fabs(b[n]) : 0.0;
+              for (int k = 0; k < K; ++k) {
+                const size_t at = static_cast<size_t>(k) * N + n;
+                const float w = kind == 0 ? md::kernels::half_to_float(h[at]) : scales[n] * static_cast<float>(q[at]);
+                const double term = static_cast<double>(x[static_cast<size_t>(i) * K + k]) * w;
+                sum += term;
+                mag += std::fabs(term);
+              }
+              want[static_cast<size_t>(i) * N + n] = static_cast<float>(sum);
+              bound[static_cast<size_t>(i) * N + n] = mag;
+            }
+          const std::string what = name() + (kind == 0 ? " gemm_bias_f16" : " gemm_bias_i8") +
+                                   " M=" + std::to_string(M) + " K=" + std::to_string(K) + " N=" + std::to_string(N);
+          if (!expect_close_gemm(what, Y.data(), want.data(), bound, MN, N)) return;
+        }
+      }
 }
 
 TEST_P(KernelVariant, ColsumMatchesReference) {

@@ -38,6 +38,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kernels/half.h"
 #include "kernels/kernels.h"
 #include "microdiffusion/microdiffusion.h"
 #include "model_weights.h"
@@ -165,13 +166,13 @@ void element_failure(const char* kernel, int M, int K, int N, size_t i, float go
 }
 
 // got vs want under |got - want| <= 1e-5 * bound(i) + 1e-30.
-template <class Bound>
-bool close(const char* kernel, int M, int K, int N, const float* got, const float* want, size_t n, Bound bound) {
+template <class Want, class Bound>
+bool close(const char* kernel, int M, int K, int N, const float* got, const Want* want, size_t n, Bound bound) {
   for (size_t i = 0; i < n; ++i) {
     const double diff = fabs(static_cast<double>(got[i]) - want[i]);
     const double allowed = 1e-5 * bound(i) + 1e-30;
     if (!(diff <= allowed)) {
-      element_failure(kernel, M, K, N, i, got[i], want[i]);
+      element_failure(kernel, M, K, N, i, got[i], static_cast<float>(want[i]));
       return false;
     }
     g_gemm_worst.add(diff / allowed);
@@ -302,6 +303,81 @@ bool check_all_gemms(const KernelTable& t, const KernelTable& ref) {
   fw::Line l;
   l.str(g_variant).str(" gemms + colsum: ").u32(shapes).str(" shapes, worst ").f32(g_gemm_worst.frac * 100.0f, 2);
   l.str("% of tolerance: ").str(ok ? "ok" : "FAILED").str("\n").print();
+  return ok;
+}
+
+// gemm_bias on f16 and int8 weights: the variant's inference kernels against
+// the f32 product with the dequantized weights (in double), as the host test
+// does; the weight matrices end at a block's canaries.
+bool check_reduced_gemms(const char* name) {
+  const md::kernels::ForwardKernels* f = md::kernels::find_forward_variant(name);
+  if (f == nullptr) return false;
+  g_gemm_worst = Worst{};
+  Rng rng{77};
+  const int Ms[] = {1, 2, 7, 16}, Ks[] = {0, 1, 9, 130}, Ns[] = {1, 3, 4, 8, 15, 17, 33};
+  uint32_t shapes = 0;
+  bool ok = true;
+  for (int M : Ms)
+    for (int K : Ks)
+      for (int N : Ns)
+        for (int kind = 0; kind < 2; ++kind) {
+          pool_reset();
+          const size_t KN = static_cast<size_t>(K) * N, MN = static_cast<size_t>(M) * N;
+          float* x = alloc(static_cast<size_t>(M) * K);
+          float* b = alloc(N);
+          float* scales = alloc(N);
+          // The weights as the file holds them, in blocks of whole floats.
+          uint16_t* h = reinterpret_cast<uint16_t*>(alloc(kind == 0 ? (KN + 1) / 2 : 0));
+          int8_t* q = reinterpret_cast<int8_t*>(alloc(kind == 1 ? (KN + 3) / 4 : 0));
+          float* got = alloc(MN);
+          double* want = reinterpret_cast<double*>(alloc(2 * MN + 1));
+          double* mag = reinterpret_cast<double*>(alloc(2 * MN + 1));
+          if (g_out_of_memory) {
+            shape_failure("gemm_bias_f16/i8 (pool)", M, K, N, "shape does not fit the pool");
+            return false;
+          }
+          want = reinterpret_cast<double*>((reinterpret_cast<uintptr_t>(want) + 7) & ~uintptr_t{7});
+          mag = reinterpret_cast<double*>((reinterpret_cast<uintptr_t>(mag) + 7) & ~uintptr_t{7});
+          fill_random(x, static_cast<size_t>(M) * K, rng);
+          fill_random(b, N, rng);
+          fill_random(scales, N, rng, 0.001f, 0.05f);
+          for (size_t i = 0; i < KN; ++i) {
+            if (kind == 0)
+              h[i] = md::kernels::float_to_half(rng.uniform(-2.0f, 2.0f));
+            else
+              q[i] = static_cast<int8_t>(static_cast<int>(rng.next() % 255) - 127);
+          }
+          if (kind == 0 && KN > 2) h[KN / 2] = 0x0001, h[KN - 1] = 0x83FF;  // subnormals
+          const bool with_bias = (M + N + kind) % 2 == 0;
+          fill_nan(got, MN);
+          if (kind == 0)
+            f->gemm_bias_f16(got, x, h, with_bias ? b : nullptr, M, K, N);
+          else
+            f->gemm_bias_i8(got, x, q, scales, with_bias ? b : nullptr, M, K, N);
+          for (int i = 0; i < M; ++i)
+            for (int n = 0; n < N; ++n) {
+              double sum = with_bias ? b[n] : 0.0, m = with_bias ? fabs(b[n]) : 0.0;
+              for (int k = 0; k < K; ++k) {
+                const size_t at = static_cast<size_t>(k) * N + n;
+                const float w = kind == 0 ? md::kernels::half_to_float(h[at]) : scales[n] * static_cast<float>(q[at]);
+                const double term = static_cast<double>(x[static_cast<size_t>(i) * K + k]) * w;
+                sum += term;
+                m += fabs(term);
+              }
+              want[static_cast<size_t>(i) * N + n] = sum;
+              mag[static_cast<size_t>(i) * N + n] = m;
+            }
+          const char* kernel = kind == 0 ? "gemm_bias_f16" : "gemm_bias_i8";
+          ok &= close(kernel, M, K, N, got, want, MN, [&](size_t i) { return mag[i]; });
+          if (!canaries_intact()) {
+            shape_failure(kernel, M, K, N, "wrote past its output");
+            ok = false;
+          }
+          ++shapes;
+        }
+  fw::Line l;
+  l.str(name).str(" gemm_bias on f16 / int8 weights: ").u32(shapes).str(" shapes, worst ");
+  l.f32(g_gemm_worst.frac * 100.0f, 2).str("% of tolerance: ").str(ok ? "ok" : "FAILED").str("\n").print();
   return ok;
 }
 
@@ -712,6 +788,7 @@ int main() {
       check_activations(*t, *ref);
       check_adam_ema(*t, *ref);
       check_time_gate(*t, *ref);
+      check_reduced_gemms(name);
     }
     check_sampler(name, /*timing=*/MD_KERNEL_CHECK_TIMING);
     names.str(checked ? ", " : "").str(name);

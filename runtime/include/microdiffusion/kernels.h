@@ -1,6 +1,6 @@
 // Which implementation of the compute kernels (GEMMs, activations, Adam/EMA)
 // the runtime uses. Every build has the plain C++ "reference" variant; x86-64
-// builds add "avx2" (AVX2 + FMA) and "avx512" (AVX-512F/DQ), picked by CPUID
+// builds add "avx2" (AVX2 + FMA + F16C) and "avx512" (AVX-512F/DQ), picked by CPUID
 // at run time so one binary runs on any x86-64; AArch64 builds and ARMv7
 // builds with NEON + VFPv4 add "neon"; Armv8.1-M builds with Helium (MVE with
 // floating point, e.g. -mcpu=cortex-m55) add "helium". All variants compute

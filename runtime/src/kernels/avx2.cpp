@@ -33,6 +33,13 @@ struct Avx2 {
   static constexpr int kPackRows = 16;   // pack B panels from this many rows
   static constexpr int kNtDotRows = 4;   // gemm_nt: dot products below 4 rows
   static constexpr bool kMaskedTail = true, kIeeeDivSqrt = true;
+  static constexpr bool kWidenF16 = true, kWidenI8 = true;  // F16C: dispatch.cpp checks it with AVX2
+  static inline V load_f16(const uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static inline V load_i8(const int8_t* p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  }
   static constexpr bool kMapPairs = true;
   static constexpr bool kNarrowDots = true;
   static constexpr bool kSumSquaresF64 = true;

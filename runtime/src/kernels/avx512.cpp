@@ -34,6 +34,7 @@ struct Avx512 {
   static constexpr int kPackRows = 16;   // pack B panels from this many rows
   static constexpr int kNtDotRows = 4;   // gemm_nt: dot products below 4 rows
   static constexpr bool kMaskedTail = true, kIeeeDivSqrt = true;
+  static constexpr bool kWidenF16 = false, kWidenI8 = false;
   static constexpr bool kMapPairs = true;
   static constexpr bool kNarrowDots = true;
   static constexpr bool kSumSquaresF64 = true;

@@ -43,7 +43,7 @@ constexpr size_t kVariantCount = sizeof(kVariantNames) / sizeof(kVariantNames[0]
 
 #if defined(MD_KERNELS_HAVE_AVX2) || defined(MD_KERNELS_HAVE_AVX512)
 struct X86Features {
-  bool avx2_fma;  // AVX2 + FMA, with the OS saving YMM state
+  bool avx2_fma;  // AVX2 + FMA (+ F16C, for f16 weights), with the OS saving YMM state
   bool avx512;    // AVX-512F + DQ, with the OS saving ZMM and opmask state
 };
 
@@ -52,7 +52,7 @@ X86Features x86_features() {
   unsigned a = 0, b = 0, c = 0, d = 0;
   if (__get_cpuid_max(0, nullptr) < 7) return f;
   __cpuid_count(1, 0, a, b, c, d);
-  const bool osxsave = (c >> 27) & 1u, avx = (c >> 28) & 1u, fma = (c >> 12) & 1u;
+  const bool osxsave = (c >> 27) & 1u, avx = (c >> 28) & 1u, fma = (c >> 12) & 1u, f16c = (c >> 29) & 1u;
   if (!osxsave || !avx) return f;
   unsigned xcr0_lo = 0, xcr0_hi = 0;
   __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0u));
@@ -60,7 +60,7 @@ X86Features x86_features() {
   const bool zmm_state = (xcr0_lo & 0xe6u) == 0xe6u;   // + opmask, ZMM_Hi256, Hi16_ZMM
   __cpuid_count(7, 0, a, b, c, d);
   const bool avx2 = (b >> 5) & 1u, avx512f = (b >> 16) & 1u, avx512dq = (b >> 17) & 1u;
-  f.avx2_fma = ymm_state && avx2 && fma;
+  f.avx2_fma = ymm_state && avx2 && fma && f16c;
   f.avx512 = f.avx2_fma && zmm_state && avx512f && avx512dq;
   return f;
 }
@@ -173,6 +173,11 @@ const KernelTable* find_variant(const char* name) {
 }
 
 const KernelTable& active_table() { return full_table(active_index()); }
+
+const ForwardKernels* find_forward_variant(const char* name) {
+  const size_t i = find_index(name);
+  return i < kVariantCount ? &forward_table(i) : nullptr;
+}
 
 namespace {
 
@@ -377,6 +382,13 @@ void gemm_bias(float* Y, const float* X, const float* W, const float* b, int M, 
   GemmJob job = {nullptr, &f, Y, X, W, b, M, K, N, split_parts(M, M, K, N)};
   if (job.parts <= 1) return f.gemm_bias(Y, X, W, b, M, K, N);
   run_parts(&job, gemm_bias_part);
+}
+void gemm_bias_f16(float* Y, const float* X, const uint16_t* W, const float* b, int M, int K, int N) {
+  forward_table(active_index()).gemm_bias_f16(Y, X, W, b, M, K, N);
+}
+void gemm_bias_i8(float* Y, const float* X, const int8_t* W, const float* scales, const float* b, int M, int K,
+                  int N) {
+  forward_table(active_index()).gemm_bias_i8(Y, X, W, scales, b, M, K, N);
 }
 void gemm_nt(float* dX, const float* dY, const float* W, int M, int N, int K) {
   const KernelTable& t = active_table();

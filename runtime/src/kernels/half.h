@@ -7,7 +7,8 @@
 namespace md {
 namespace kernels {
 
-inline float half_to_float(uint16_t h) {
+// Static: the ISA files include this header too (see simd.h on shared symbols).
+static inline float half_to_float(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
   const uint32_t exp = (h >> 10) & 0x1Fu, mant = h & 0x3FFu;
   uint32_t bits;
@@ -33,7 +34,7 @@ inline float half_to_float(uint16_t h) {
 }
 
 // Round to nearest, ties to even; overflow gives inf (the writer refuses it).
-inline uint16_t float_to_half(float f) {
+static inline uint16_t float_to_half(float f) {
   uint32_t x;
   memcpy(&x, &f, 4);
   const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);

@@ -41,6 +41,11 @@ struct Helium {
   static constexpr int kPackRows = 16;   // pack B panels from this many rows
   static constexpr int kNtDotRows = 2;   // gemm_nt: dot products below 2 rows
   static constexpr bool kMaskedTail = true;  // tail predication is cheap
+  // int8 weights by a widening load; f16 ones one by one (MVE's VCVTB/VCVTT
+  // gave wrong values under QEMU's mps3-an547 in the kernel check: left
+  // scalar until checked on silicon).
+  static constexpr bool kWidenF16 = false, kWidenI8 = true;
+  static inline V load_i8(const int8_t* p) { return vcvtq_f32_s32(vldrbq_s32(p)); }
   static constexpr bool kMapPairs = false;  // in-order: code size over overlap
   static constexpr bool kNarrowDots = false;  // 3 KB of code for 1% fewer instructions
   static constexpr bool kSumSquaresF64 = false;  // MVE has no double lanes

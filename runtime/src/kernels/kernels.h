@@ -25,11 +25,17 @@ void gemm_bias(float* Y, const float* X, const float* W, const float* b, int M, 
 void gemm_nt(float* dX, const float* dY, const float* W, int M, int N, int K);
 // dW (K, N) += X (M, K)^T . dY (M, N)
 void gemm_tn_acc(float* dW, const float* X, const float* dY, int M, int K, int N);
-// Y = X . W + b with W stored in reduced precision (quantized.cpp): f16, or
-// int8 with a scale per output column (w = scales[n] * q). Plain C++ on every
-// target; no variants.
+// Y = X . W + b with W stored in reduced precision and read in place: f16,
+// or int8 with a scale per output column (w = scales[n] * q). The vector
+// variants widen W (int8: times its scale) into the packed panels of their
+// f32 GEMM; the reference (quantized.cpp) widens a row segment at a time and
+// scales each int8 column's sum once. Both agree with the f32 product on the
+// dequantized weights within float rounding.
 void gemm_bias_f16(float* Y, const float* X, const uint16_t* W, const float* b, int M, int K, int N);
 void gemm_bias_i8(float* Y, const float* X, const int8_t* W, const float* scales, const float* b, int M, int K, int N);
+void gemm_bias_f16_reference(float* Y, const float* X, const uint16_t* W, const float* b, int M, int K, int N);
+void gemm_bias_i8_reference(float* Y, const float* X, const int8_t* W, const float* scales, const float* b, int M,
+                            int K, int N);
 // db (N) += sum over rows of dY (M, N)
 void colsum_acc(float* db, const float* dY, int M, int N);
 
@@ -143,6 +149,9 @@ struct KernelTable {
 // (KernelTable points at all of them).
 struct ForwardKernels {
   void (*gemm_bias)(float* Y, const float* X, const float* W, const float* b, int M, int K, int N);
+  void (*gemm_bias_f16)(float* Y, const float* X, const uint16_t* W, const float* b, int M, int K, int N);
+  void (*gemm_bias_i8)(float* Y, const float* X, const int8_t* W, const float* scales, const float* b, int M, int K,
+                       int N);
   void (*activation_forward)(Activation a, float* y, const float* x, size_t n);
   void (*sincos)(const float* a, float* s, float* c, size_t n);
   void (*time_gate)(float* y, const float* u, const float* G, const int32_t* t, int B, int w);
@@ -177,6 +186,8 @@ extern const ForwardKernels kHeliumForward;
 // it is compiled in and this CPU can run it, else null. "auto" is not a table
 // name.
 const KernelTable* find_variant(const char* name);
+// The inference kernels of variant `name`, under the same conditions.
+const ForwardKernels* find_forward_variant(const char* name);
 // The active table (selecting one on first use).
 const KernelTable& active_table();
 

@@ -34,6 +34,7 @@ struct Neon {
   static constexpr int kPackRows = 16;   // pack B panels from this many rows
   static constexpr int kNtDotRows = 2;   // gemm_nt: dot products below 2 rows
   static constexpr bool kMaskedTail = false;  // column tails in scalar code
+  static constexpr bool kWidenF16 = false, kWidenI8 = false;
   static constexpr bool kMapPairs = true;
   static constexpr bool kNarrowDots = true;
   static constexpr bool kFmaReadsMemory = false;

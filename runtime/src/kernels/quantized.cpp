@@ -1,8 +1,7 @@
-// GEMMs over reduced-precision weight matrices (f16, int8 per output column),
-// read in place from the weight file: each weight is widened as it is used,
-// so no f32 copy of the matrix is ever made. One plain implementation for
-// every target (sampling from flash is what these are for; the f32 SIMD
-// variants stay the fast path on hosts).
+// The reference GEMMs over reduced-precision weight matrices (f16, int8 per
+// output column), read in place from the weight file: each weight is widened
+// as it is used, so no f32 copy of the matrix is ever made. The vector
+// variants (simd.h) widen into their packed panels instead.
 #include "kernels/half.h"
 #include "kernels/kernels.h"
 
@@ -14,7 +13,7 @@ namespace kernels {
 // multiply-add, would otherwise dominate).
 constexpr int kBlock = 128;
 
-void gemm_bias_f16(float* Y, const float* X, const uint16_t* W, const float* b, int M, int K, int N) {
+void gemm_bias_f16_reference(float* Y, const float* X, const uint16_t* W, const float* b, int M, int K, int N) {
   float w[kBlock];
   for (int n0 = 0; n0 < N; n0 += kBlock) {
     const int nb = N - n0 < kBlock ? N - n0 : kBlock;
@@ -32,8 +31,8 @@ void gemm_bias_f16(float* Y, const float* X, const uint16_t* W, const float* b, 
   }
 }
 
-void gemm_bias_i8(float* Y, const float* X, const int8_t* W, const float* scales, const float* b, int M, int K,
-                  int N) {
+void gemm_bias_i8_reference(float* Y, const float* X, const int8_t* W, const float* scales, const float* b, int M,
+                            int K, int N) {
   // sum_k x_k s_n q_kn = s_n sum_k x_k q_kn: the scale leaves the inner loop.
   float w[kBlock];
   for (int n0 = 0; n0 < N; n0 += kBlock) {

@@ -27,6 +27,9 @@
 //                                   sum_squares over whole 32-float chunks
 //                                   (ISAs without double vectors leave it
 //                                   to the scalar loop)
+//   kWidenF16, kWidenI8             load_f16(p) / load_i8(p) exist: W halves
+//                                   or int8 from p as floats (reduced-
+//                                   precision weights); else widened one by one
 //   kMapPairs                       elementwise maps take two vectors per
 //                                   iteration (out-of-order cores overlap the
 //                                   long dependency chains of exp and log)
@@ -43,6 +46,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kernels/half.h"
 #include "kernels/kernels.h"
 
 namespace md {
@@ -366,6 +370,73 @@ struct Gemm {
     }
   }
 
+  // Weights stored in reduced precision (gemm_bias_f16 / _i8): the driver's
+  // loop, with B always packed and widened to f32 as it is packed, so the
+  // tiles are the f32 ones and each weight is widened once per row block
+  // rather than once per row. `widen(panel, p0, pn, c0, nc)` writes the f32
+  // weights (p0 + p, c0 + c) to panel[p * NB + c] for c < nc, then zeros up
+  // to the next whole vector.
+  template <class Widen>
+  static void run_widened(float* C, const float* A, const Widen& widen, int M, int P, int N, const float* bias) {
+    if (M <= 0 || N <= 0) return;
+    if (P <= 0) {
+      fill_rows(C, N, M, N, bias);
+      return;
+    }
+    const int mc = rows_per_block(M, S::MC);
+    float panel[S::KC * NB];
+    for (int p0 = 0; p0 < P; p0 += S::KC) {
+      const int pn = P - p0 < S::KC ? P - p0 : S::KC;
+      const Init init = p0 > 0 ? Init::kAccumulate : Init::kZeroOrBias;
+      for (int m0 = 0; m0 < M; m0 += mc) {
+        const int mn = M - m0 < mc ? M - m0 : mc;
+        for (int c0 = 0; c0 < N; c0 += NB) {
+          const int nc = N - c0 < NB ? N - c0 : NB;
+          widen(panel, p0, pn, c0, nc);
+          block<false>(C + static_cast<size_t>(m0) * N + c0, N, A + static_cast<size_t>(m0) * P + p0, P, panel, NB,
+                       mn, pn, nc, init, (init == Init::kZeroOrBias && bias != nullptr) ? bias + c0 : nullptr,
+                       kBPadded);
+        }
+      }
+    }
+  }
+
+  // The widening packers: f16, and int8 times its column's scale.
+  struct WidenF16 {
+    const uint16_t* weights;
+    int N;
+    void operator()(float* panel, int p0, int pn, int c0, int nc) const {
+      for (int p = 0; p < pn; ++p) {
+        const uint16_t* src = weights + static_cast<size_t>(p0 + p) * N + c0;
+        float* dst = panel + p * NB;
+        int c = 0;
+        if constexpr (S::kWidenF16)
+          for (; c + W_ <= nc; c += W_) S::store(dst + c, S::load_f16(src + c));
+        for (; c < nc; ++c) dst[c] = half_to_float(src[c]);
+        for (; c % W_ != 0; ++c) dst[c] = 0.0f;
+      }
+    }
+    static constexpr int W_ = S::W;
+  };
+  struct WidenI8 {
+    const int8_t* weights;
+    const float* scales;
+    int N;
+    void operator()(float* panel, int p0, int pn, int c0, int nc) const {
+      for (int p = 0; p < pn; ++p) {
+        const int8_t* src = weights + static_cast<size_t>(p0 + p) * N + c0;
+        const float* s = scales + c0;
+        float* dst = panel + p * NB;
+        int c = 0;
+        if constexpr (S::kWidenI8)
+          for (; c + W_ <= nc; c += W_) S::store(dst + c, S::mul(S::load(s + c), S::load_i8(src + c)));
+        for (; c < nc; ++c) dst[c] = s[c] * static_cast<float>(src[c]);
+        for (; c % W_ != 0; ++c) dst[c] = 0.0f;
+      }
+    }
+    static constexpr int W_ = S::W;
+  };
+
   // Narrow outputs (N < W columns, at most kNarrowMax: the output layer of a
   // model of 2-D data): a tile would keep only N of its W lanes busy, so
   // each output is instead a dot product along the reduction, whose
@@ -473,6 +544,26 @@ struct Gemm {
 template <class S>
 void simd_gemm_bias(float* Y, const float* X, const float* Wm, const float* b, int M, int K, int N) {
   Gemm<S>::template run<false, false>(Y, N, X, K, Wm, N, M, K, N, false, b);
+}
+
+// Where the ISA widens one weight at a time, a batch of 1-3 rows takes the
+// reference's loop instead: it widens each weight once and uses it straight
+// away, where a panel adds a store and a load per weight for too few rows
+// to share them (f16 on the Cortex-M55 at batch 1: 15% more instructions
+// through the panel).
+constexpr int kWidenedPanelRows = 4;
+
+template <class S>
+void simd_gemm_bias_f16(float* Y, const float* X, const uint16_t* Wm, const float* b, int M, int K, int N) {
+  if (!S::kWidenF16 && M < kWidenedPanelRows) return gemm_bias_f16_reference(Y, X, Wm, b, M, K, N);
+  Gemm<S>::run_widened(Y, X, typename Gemm<S>::WidenF16{Wm, N}, M, K, N, b);
+}
+
+template <class S>
+void simd_gemm_bias_i8(float* Y, const float* X, const int8_t* Wm, const float* scales, const float* b, int M, int K,
+                       int N) {
+  if (!S::kWidenI8 && M < kWidenedPanelRows) return gemm_bias_i8_reference(Y, X, Wm, scales, b, M, K, N);
+  Gemm<S>::run_widened(Y, X, typename Gemm<S>::WidenI8{Wm, scales, N}, M, K, N, b);
 }
 
 template <class S>
@@ -936,7 +1027,8 @@ constexpr KernelTable make_table(const char* name) {
 
 template <class S>
 constexpr ForwardKernels make_forward() {
-  return ForwardKernels{simd_gemm_bias<S>, simd_activation_forward<S>, simd_sincos<S>, simd_time_gate<S>};
+  return ForwardKernels{simd_gemm_bias<S>,          simd_gemm_bias_f16<S>, simd_gemm_bias_i8<S>,
+                        simd_activation_forward<S>, simd_sincos<S>,        simd_time_gate<S>};
 }
 
 }  // namespace
