@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "kernels/half.h"
 #include "kernels/kernels.h"
 #include "microdiffusion/microdiffusion.h"
 #include "threads/thread_pool.h"
@@ -172,6 +173,38 @@ TEST(Parallel, OptimizerUpdatesSplitIntoRangesThatCoverEveryElementOnce) {
     }
     ASSERT_TRUE(md::set_parallel_for(nullptr).ok());
   }
+}
+
+// GEMMs on f16 and int8 weights split by whole 16-row blocks of their
+// output (the last part takes the 5-row tail) with the same bits as unsplit.
+TEST(Parallel, StoredWeightGemmsSplitIntoRowBlocksThatCoverEveryRowOnce) {
+  const int M = 7 * 16 + 5, K = 130, N = 33;
+  const std::vector<float> x = random_vector(static_cast<size_t>(M) * K, 13), b = random_vector(N, 14);
+  const std::vector<float> w = random_vector(static_cast<size_t>(K) * N, 15), scales = random_vector(N, 16);
+  std::vector<uint16_t> h(w.size());
+  std::vector<int8_t> q(w.size());
+  for (size_t i = 0; i < w.size(); ++i) {
+    h[i] = md::kernels::float_to_half(w[i]);
+    q[i] = static_cast<int8_t>(w[i] * 127.0f);
+  }
+  const size_t MN = static_cast<size_t>(M) * N;
+  std::vector<float> y16(MN), y8(MN);
+  md::kernels::gemm_bias_f16(y16.data(), x.data(), h.data(), b.data(), M, K, N);
+  md::kernels::gemm_bias_i8(y8.data(), x.data(), q.data(), scales.data(), b.data(), M, K, N);
+
+  ReverseOrder reverse;
+  for (uint32_t workers : {2u, 3u, 7u}) {
+    const md::ParallelFor hook = reverse.hook(workers);
+    ASSERT_TRUE(md::set_parallel_for(&hook).ok());
+    std::vector<float> a(MN, -1.0f), c(MN, -1.0f);
+    const uint32_t before = reverse.parts;
+    md::kernels::gemm_bias_f16(a.data(), x.data(), h.data(), b.data(), M, K, N);
+    md::kernels::gemm_bias_i8(c.data(), x.data(), q.data(), scales.data(), b.data(), M, K, N);
+    EXPECT_EQ(reverse.parts - before, 2 * workers) << "each product split into one part per worker";
+    EXPECT_EQ(0, std::memcmp(a.data(), y16.data(), sizeof(float) * MN)) << workers << " workers (f16)";
+    EXPECT_EQ(0, std::memcmp(c.data(), y8.data(), sizeof(float) * MN)) << workers << " workers (int8)";
+  }
+  ASSERT_TRUE(md::set_parallel_for(nullptr).ok());
 }
 
 // The time gate's forward splits by whole 16-row blocks (the last part takes

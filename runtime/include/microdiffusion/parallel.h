@@ -1,7 +1,8 @@
 // A parallel-for the application may lend the runtime. The runtime itself
 // never starts threads and stays allocation-free: with a hook installed, the
 // large matrix products (every GEMM of the forward and backward passes with
-// enough rows and work) and, in hosted builds, the activations of large
+// enough rows and work; on f16 / int8 weights in hosted builds only) and, in
+// hosted builds, the activations of large
 // arrays (forward and derivative, from 16K elements), the time gate's
 // forward (from 16K elements, by rows) and the Adam and EMA updates (from
 // 16K parameters) are cut into `workers` disjoint parts, and

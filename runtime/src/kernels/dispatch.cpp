@@ -348,6 +348,34 @@ void ema_update_part(void* ctx, uint32_t i) {
   j.table->ema_update(j.ema + b, j.p + b, e - b, j.d, j.one_minus_d);
 }
 
+// GEMMs on f16 / int8 weights, split like the f32 ones by whole kSplitRows
+// blocks of output rows (every part has at least 16 rows, so it takes the
+// same path as the whole product). Hosted builds only, as the maps above:
+// firmware installs no parallel-for.
+struct StoredGemmJob {
+  const ForwardKernels* forward;
+  float* Y;
+  const float* X;
+  const uint16_t* half;  // f16 weights, or
+  const int8_t* q;       // int8 weights and their column scales
+  const float* scales;
+  const float* b;
+  int M, K, N;
+  uint32_t parts;
+};
+
+void stored_gemm_part(void* ctx, uint32_t i) {
+  const StoredGemmJob& j = *static_cast<const StoredGemmJob*>(ctx);
+  int r0, r1;
+  part_rows(j.M, i, j.parts, &r0, &r1);
+  float* y = j.Y + static_cast<size_t>(r0) * j.N;
+  const float* x = j.X + static_cast<size_t>(r0) * j.K;
+  if (j.half != nullptr)
+    j.forward->gemm_bias_f16(y, x, j.half, j.b, r1 - r0, j.K, j.N);
+  else
+    j.forward->gemm_bias_i8(y, x, j.q, j.scales, j.b, r1 - r0, j.K, j.N);
+}
+
 // The time gate's forward, split by whole kSplitRows blocks of rows (its
 // backward adds rows that share a timestep into one table row: not split).
 struct GateJob {
@@ -384,11 +412,21 @@ void gemm_bias(float* Y, const float* X, const float* W, const float* b, int M, 
   run_parts(&job, gemm_bias_part);
 }
 void gemm_bias_f16(float* Y, const float* X, const uint16_t* W, const float* b, int M, int K, int N) {
-  forward_table(active_index()).gemm_bias_f16(Y, X, W, b, M, K, N);
+  const ForwardKernels& f = forward_table(active_index());
+#if MD_SPLIT_ELEMENTWISE
+  StoredGemmJob job = {&f, Y, X, W, nullptr, nullptr, b, M, K, N, split_parts(M, M, K, N)};
+  if (job.parts > 1) return g_parallel.run(g_parallel.pool, job.parts, stored_gemm_part, &job);
+#endif
+  f.gemm_bias_f16(Y, X, W, b, M, K, N);
 }
 void gemm_bias_i8(float* Y, const float* X, const int8_t* W, const float* scales, const float* b, int M, int K,
                   int N) {
-  forward_table(active_index()).gemm_bias_i8(Y, X, W, scales, b, M, K, N);
+  const ForwardKernels& f = forward_table(active_index());
+#if MD_SPLIT_ELEMENTWISE
+  StoredGemmJob job = {&f, Y, X, nullptr, W, scales, b, M, K, N, split_parts(M, M, K, N)};
+  if (job.parts > 1) return g_parallel.run(g_parallel.pool, job.parts, stored_gemm_part, &job);
+#endif
+  f.gemm_bias_i8(Y, X, W, scales, b, M, K, N);
 }
 void gemm_nt(float* dX, const float* dY, const float* W, int M, int N, int K) {
   const KernelTable& t = active_table();
