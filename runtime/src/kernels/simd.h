@@ -342,6 +342,28 @@ struct Gemm {
         return;
       }
     }
+    sweep<AT>(C, ldc, A, lda, M, P, N, accumulate, bias, kc, mc, pack ? kBPadded : kBMasked,
+              [&](int p0, int pn, int c0, int nc, size_t* ldbb) -> const float* {
+                if (TB) {
+                  pack_transposed(panel, B + static_cast<size_t>(c0) * ldb + p0, ldb, pn, nc);
+                  return panel;
+                }
+                if (pack) {
+                  pack_panel(panel, B + static_cast<size_t>(p0) * ldb + c0, ldb, pn, nc);
+                  return panel;
+                }
+                *ldbb = ldb;
+                return B + static_cast<size_t>(p0) * ldb + c0;
+              });
+  }
+
+  // The blocked loop of run() and run_widened(): reduction chunks of kc, row
+  // blocks of mc, column blocks of NB. b_block(p0, pn, c0, nc, &ldb) gives
+  // the block of B (rows p0.., columns c0..) the tiles read: a panel it
+  // packed (row stride NB, the default of ldb) or B itself (setting ldb).
+  template <bool AT, class BBlock>
+  static void sweep(float* C, size_t ldc, const float* A, size_t lda, int M, int P, int N, bool accumulate,
+                    const float* bias, int kc, int mc, BTail bt, const BBlock& b_block) {
     for (int p0 = 0; p0 < P; p0 += kc) {
       const int pn = P - p0 < kc ? P - p0 : kc;
       const Init init = (accumulate || p0 > 0) ? Init::kAccumulate : Init::kZeroOrBias;
@@ -350,21 +372,10 @@ struct Gemm {
         const float* Ap = A + (AT ? static_cast<size_t>(p0) * lda + m0 : static_cast<size_t>(m0) * lda + p0);
         for (int c0 = 0; c0 < N; c0 += NB) {
           const int nc = N - c0 < NB ? N - c0 : NB;
-          const float* Bb;
           size_t ldbb = NB;
-          if (TB) {
-            pack_transposed(panel, B + static_cast<size_t>(c0) * ldb + p0, ldb, pn, nc);
-            Bb = panel;
-          } else if (pack) {
-            pack_panel(panel, B + static_cast<size_t>(p0) * ldb + c0, ldb, pn, nc);
-            Bb = panel;
-          } else {
-            Bb = B + static_cast<size_t>(p0) * ldb + c0;
-            ldbb = ldb;
-          }
+          const float* Bb = b_block(p0, pn, c0, nc, &ldbb);
           block<AT>(C + static_cast<size_t>(m0) * ldc + c0, ldc, Ap, lda, Bb, ldbb, mn, pn, nc, init,
-                    (init == Init::kZeroOrBias && bias != nullptr) ? bias + c0 : nullptr,
-                    pack ? kBPadded : kBMasked);
+                    (init == Init::kZeroOrBias && bias != nullptr) ? bias + c0 : nullptr, bt);
         }
       }
     }
@@ -383,22 +394,12 @@ struct Gemm {
       fill_rows(C, N, M, N, bias);
       return;
     }
-    const int mc = rows_per_block(M, S::MC);
     float panel[S::KC * NB];
-    for (int p0 = 0; p0 < P; p0 += S::KC) {
-      const int pn = P - p0 < S::KC ? P - p0 : S::KC;
-      const Init init = p0 > 0 ? Init::kAccumulate : Init::kZeroOrBias;
-      for (int m0 = 0; m0 < M; m0 += mc) {
-        const int mn = M - m0 < mc ? M - m0 : mc;
-        for (int c0 = 0; c0 < N; c0 += NB) {
-          const int nc = N - c0 < NB ? N - c0 : NB;
-          widen(panel, p0, pn, c0, nc);
-          block<false>(C + static_cast<size_t>(m0) * N + c0, N, A + static_cast<size_t>(m0) * P + p0, P, panel, NB,
-                       mn, pn, nc, init, (init == Init::kZeroOrBias && bias != nullptr) ? bias + c0 : nullptr,
-                       kBPadded);
-        }
-      }
-    }
+    sweep<false>(C, N, A, P, M, P, N, false, bias, S::KC, rows_per_block(M, S::MC), kBPadded,
+                 [&](int p0, int pn, int c0, int nc, size_t*) -> const float* {
+                   widen(panel, p0, pn, c0, nc);
+                   return panel;
+                 });
   }
 
   // The widening packers: f16, and int8 times its column's scale.
@@ -411,12 +412,11 @@ struct Gemm {
         float* dst = panel + p * NB;
         int c = 0;
         if constexpr (S::kWidenF16)
-          for (; c + W_ <= nc; c += W_) S::store(dst + c, S::load_f16(src + c));
+          for (; c + W <= nc; c += W) S::store(dst + c, S::load_f16(src + c));
         for (; c < nc; ++c) dst[c] = half_to_float(src[c]);
-        for (; c % W_ != 0; ++c) dst[c] = 0.0f;
+        for (; c % W != 0; ++c) dst[c] = 0.0f;
       }
     }
-    static constexpr int W_ = S::W;
   };
   struct WidenI8 {
     const int8_t* weights;
@@ -429,12 +429,11 @@ struct Gemm {
         float* dst = panel + p * NB;
         int c = 0;
         if constexpr (S::kWidenI8)
-          for (; c + W_ <= nc; c += W_) S::store(dst + c, S::mul(S::load(s + c), S::load_i8(src + c)));
+          for (; c + W <= nc; c += W) S::store(dst + c, S::mul(S::load(s + c), S::load_i8(src + c)));
         for (; c < nc; ++c) dst[c] = s[c] * static_cast<float>(src[c]);
-        for (; c % W_ != 0; ++c) dst[c] = 0.0f;
+        for (; c % W != 0; ++c) dst[c] = 0.0f;
       }
     }
-    static constexpr int W_ = S::W;
   };
 
   // Narrow outputs (N < W columns, at most kNarrowMax: the output layer of a
