@@ -46,7 +46,7 @@ struct Helium {
   // scalar until checked on silicon).
   static constexpr bool kWidenF16 = false, kWidenI8 = true;
   static inline V load_i8(const int8_t* p) { return vcvtq_f32_s32(vldrbq_s32(p)); }
-  static constexpr bool kMapPairs = false;  // in-order: code size over overlap
+  static constexpr int kMapWidth = 1;  // in-order, 8 vector registers: code size over overlap
   static constexpr bool kNarrowDots = false;  // 3 KB of code for 1% fewer instructions
   static constexpr bool kSumSquaresF64 = false;  // MVE has no double lanes
   static constexpr bool kFmaReadsMemory = false;

@@ -35,7 +35,9 @@ struct Neon {
   static constexpr int kNtDotRows = 2;   // gemm_nt: dot products below 2 rows
   static constexpr bool kMaskedTail = false;  // column tails in scalar code
   static constexpr bool kWidenF16 = false, kWidenI8 = false;
-  static constexpr bool kMapPairs = true;
+  // Math activations 2 vectors at a time, interleaved: in-order cores (A53,
+  // A55) need the overlap most. Correctness only under qemu, speed unmeasured.
+  static constexpr int kMapWidth = 2;
   static constexpr bool kNarrowDots = true;
   static constexpr bool kFmaReadsMemory = false;
 #if defined(__aarch64__)

@@ -30,9 +30,11 @@
 //   kWidenF16, kWidenI8             load_f16(p) / load_i8(p) exist: W halves
 //                                   or int8 from p as floats (reduced-
 //                                   precision weights); else widened one by one
-//   kMapPairs                       elementwise maps take two vectors per
-//                                   iteration (out-of-order cores overlap the
-//                                   long dependency chains of exp and log)
+//   kMapWidth                       the math activations (exp, log, tanh,
+//                                   erf) and their derivatives take this many
+//                                   vectors per iteration, interleaved
+//                                   (Wide): the core overlaps their long
+//                                   dependency chains
 //   load, load_n(p, n), store, store_n(p, v, n)   n in [1, W): lanes >= n
 //                                   are neither read nor written (load_n: 0)
 //   set1, zero, add, sub, mul, div, fma(a, b, c) = a * b + c (fused), min,
@@ -782,17 +784,67 @@ struct VMath {
   }
 };
 
+// K vectors of S as one: every operation applied to each in turn, so a
+// formula written once (VMath) runs on K independent inputs with their
+// instructions interleaved in program order. The long dependency chains of
+// exp / log / tanh then overlap inside the core's scheduler window, where one
+// input at a time would fill it with instructions waiting on each other.
+template <class S, int K>
+struct Wide {
+  struct V { typename S::V v[K]; };
+  struct Mask { typename S::Mask m[K]; };
+#define MD_WIDE1(name)                                      \
+  static inline V name(V a) {                               \
+    V r;                                                    \
+    for (int k = 0; k < K; ++k) r.v[k] = S::name(a.v[k]);   \
+    return r;                                               \
+  }
+#define MD_WIDE2(name)                                             \
+  static inline V name(V a, V b) {                                 \
+    V r;                                                           \
+    for (int k = 0; k < K; ++k) r.v[k] = S::name(a.v[k], b.v[k]);  \
+    return r;                                                      \
+  }
+#define MD_WIDE_CMP(name)                                          \
+  static inline Mask name(V a, V b) {                              \
+    Mask r;                                                        \
+    for (int k = 0; k < K; ++k) r.m[k] = S::name(a.v[k], b.v[k]);  \
+    return r;                                                      \
+  }
+  MD_WIDE1(abs) MD_WIDE1(neg) MD_WIDE1(round) MD_WIDE1(exp2i) MD_WIDE1(sqrt)
+  MD_WIDE2(add) MD_WIDE2(sub) MD_WIDE2(mul) MD_WIDE2(div) MD_WIDE2(min) MD_WIDE2(max)
+  MD_WIDE_CMP(gt) MD_WIDE_CMP(lt)
+#undef MD_WIDE1
+#undef MD_WIDE2
+#undef MD_WIDE_CMP
+  static inline V set1(float x) {
+    V r;
+    for (int k = 0; k < K; ++k) r.v[k] = S::set1(x);
+    return r;
+  }
+  static inline V zero() { return set1(0.0f); }
+  static inline V fma(V a, V b, V c) {
+    V r;
+    for (int k = 0; k < K; ++k) r.v[k] = S::fma(a.v[k], b.v[k], c.v[k]);
+    return r;
+  }
+  static inline Mask isnan(V a) {
+    Mask r;
+    for (int k = 0; k < K; ++k) r.m[k] = S::isnan(a.v[k]);
+    return r;
+  }
+  static inline V select(Mask m, V a, V b) {
+    V r;
+    for (int k = 0; k < K; ++k) r.v[k] = S::select(m.m[k], a.v[k], b.v[k]);
+    return r;
+  }
+};
+
 // y[i] = f(x[i]); y may alias x.
 template <class S, class F>
 inline void map1(float* y, const float* x, size_t n, F f) {
   constexpr size_t W = S::W;
   size_t i = 0;
-  if constexpr (S::kMapPairs)
-    for (; i + 2 * W <= n; i += 2 * W) {
-      const typename S::V a = f(S::load(x + i)), b = f(S::load(x + i + W));
-      S::store(y + i, a);
-      S::store(y + i + W, b);
-    }
   for (; i + W <= n; i += W) S::store(y + i, f(S::load(x + i)));
   if (i < n) {
     const int r = static_cast<int>(n - i);
@@ -812,16 +864,64 @@ inline void map2(float* dx, const float* x, const float* dy, size_t n, F d) {
   }
 }
 
+// f(x) of the math activations (their derivatives times dy), NaN in NaN
+// out, over T = S (one vector) or Wide<S, K> (K vectors at once).
+template <class T, Activation A>
+inline typename T::V forward_value(typename T::V v) {
+  return T::select(T::isnan(v), v, VMath<T>::template value<A>(v));
+}
+template <class T, Activation A>
+inline typename T::V backward_value(typename T::V v, typename T::V dy) {
+  return T::mul(dy, T::select(T::isnan(v), v, VMath<T>::template derivative<A>(v)));
+}
+
+// The maps of the math activations: kMapWidth vectors per iteration through
+// Wide, then one at a time. Flattened: Wide's values must stay in registers,
+// which needs every call inlined (GCC's limits otherwise leave them in
+// memory, 2-3x slower).
 template <class S, Activation A>
-inline void forward_math(float* y, const float* x, size_t n) {
-  using V = typename S::V;
-  map1<S>(y, x, n, [](V v) { return S::select(S::isnan(v), v, VMath<S>::template value<A>(v)); });
+__attribute__((flatten)) inline void forward_math(float* y, const float* x, size_t n) {
+  constexpr size_t W = S::W;
+  size_t i = 0;
+  if constexpr (S::kMapWidth > 1) {
+    constexpr int K = S::kMapWidth;
+    using SW = Wide<S, K>;
+    for (; i + K * W <= n; i += K * W) {
+      typename SW::V v;
+      for (int k = 0; k < K; ++k) v.v[k] = S::load(x + i + k * W);
+      v = forward_value<SW, A>(v);
+      for (int k = 0; k < K; ++k) S::store(y + i + k * W, v.v[k]);
+    }
+  }
+  for (; i + W <= n; i += W) S::store(y + i, forward_value<S, A>(S::load(x + i)));
+  if (i < n) {
+    const int r = static_cast<int>(n - i);
+    S::store_n(y + i, forward_value<S, A>(S::load_n(x + i, r)), r);
+  }
 }
 
 template <class S, Activation A>
-inline void backward_math(float* dx, const float* x, const float* dy, size_t n) {
-  using V = typename S::V;
-  map2<S>(dx, x, dy, n, [](V v) { return S::select(S::isnan(v), v, VMath<S>::template derivative<A>(v)); });
+__attribute__((flatten)) inline void backward_math(float* dx, const float* x, const float* dy, size_t n) {
+  constexpr size_t W = S::W;
+  size_t i = 0;
+  if constexpr (S::kMapWidth > 1) {
+    constexpr int K = S::kMapWidth;
+    using SW = Wide<S, K>;
+    for (; i + K * W <= n; i += K * W) {
+      typename SW::V v, d;
+      for (int k = 0; k < K; ++k) {
+        v.v[k] = S::load(x + i + k * W);
+        d.v[k] = S::load(dy + i + k * W);
+      }
+      d = backward_value<SW, A>(v, d);
+      for (int k = 0; k < K; ++k) S::store(dx + i + k * W, d.v[k]);
+    }
+  }
+  for (; i + W <= n; i += W) S::store(dx + i, backward_value<S, A>(S::load(x + i), S::load(dy + i)));
+  if (i < n) {
+    const int r = static_cast<int>(n - i);
+    S::store_n(dx + i, backward_value<S, A>(S::load_n(x + i, r), S::load_n(dy + i, r)), r);
+  }
 }
 
 template <class S>
