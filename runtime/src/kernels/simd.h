@@ -893,11 +893,7 @@ __attribute__((flatten)) inline void forward_math(float* y, const float* x, size
       for (int k = 0; k < K; ++k) S::store(y + i + k * W, v.v[k]);
     }
   }
-  for (; i + W <= n; i += W) S::store(y + i, forward_value<S, A>(S::load(x + i)));
-  if (i < n) {
-    const int r = static_cast<int>(n - i);
-    S::store_n(y + i, forward_value<S, A>(S::load_n(x + i, r)), r);
-  }
+  map1<S>(y + i, x + i, n - i, [](typename S::V v) { return forward_value<S, A>(v); });
 }
 
 template <class S, Activation A>
@@ -917,11 +913,9 @@ __attribute__((flatten)) inline void backward_math(float* dx, const float* x, co
       for (int k = 0; k < K; ++k) S::store(dx + i + k * W, d.v[k]);
     }
   }
-  for (; i + W <= n; i += W) S::store(dx + i, backward_value<S, A>(S::load(x + i), S::load(dy + i)));
-  if (i < n) {
-    const int r = static_cast<int>(n - i);
-    S::store_n(dx + i, backward_value<S, A>(S::load_n(x + i, r), S::load_n(dy + i, r)), r);
-  }
+  map2<S>(dx + i, x + i, dy + i, n - i, [](typename S::V v) {  // dy times this
+    return S::select(S::isnan(v), v, VMath<S>::template derivative<A>(v));
+  });
 }
 
 template <class S>
