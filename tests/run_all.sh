@@ -6,7 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
-step() { echo; echo "== $* =="; }
+t0=$(date +%s)
+# Each step header carries the seconds elapsed so far, to show where CI time goes.
+step() { echo; echo "== [$(( $(date +%s) - t0 ))s] $* =="; }
 
 step "host build and tests (build/release)"
 cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DMD_BUILD_TESTS=ON -DMD_BUILD_BENCH=ON
@@ -33,4 +35,4 @@ bash .ci/sanitize.sh
 
 step "libFuzzer over the weight-file, checkpoint-converter, inflate, CSV and argument readers (build/fuzz)"
 FUZZ_SECONDS=${FUZZ_SECONDS:-45} bash .ci/fuzz.sh
-echo; echo "all tests passed"
+echo; echo "all tests passed in $(( $(date +%s) - t0 ))s"
