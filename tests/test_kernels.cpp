@@ -215,8 +215,8 @@ void check_gemms(const KernelTable& t, const KernelTable& ref, const std::string
     Guarded DW(KN, side);
     DW.fill(dw0);
     std::vector<float> want = dw0;
-    t.gemm_tn_acc(DW.data(), X.data(), DY.data(), M, K, N, 0, K);
-    ref.gemm_tn_acc(want.data(), x.data(), dy.data(), M, K, N, 0, K);
+    t.gemm_tn_acc(DW.data(), X.data(), DY.data(), M, K, N, 0, K, nullptr);
+    ref.gemm_tn_acc(want.data(), x.data(), dy.data(), M, K, N, 0, K, nullptr);
     std::vector<double> bound(KN);
     for (int k = 0; k < K; ++k)
       for (int n = 0; n < N; ++n) {
@@ -225,6 +225,23 @@ void check_gemms(const KernelTable& t, const KernelTable& ref, const std::string
         bound[k * N + n] = s;
       }
     expect_close_gemm(shape_name(variant, "gemm_tn_acc", M, K, N, side), DW.data(), want.data(), bound, KN, N);
+
+    // With packing scratch (exactly K x kWeightGradPackRows floats, against
+    // a guard page): the same bits. Variants whose trait says so (avx2) copy
+    // X^T into it from kWeightGradPackMinWidth inputs on (canary
+    // overwritten); the reference never does.
+    const size_t pack_floats = static_cast<size_t>(K) * md::kWeightGradPackRows;
+    Guarded packed(KN, side), pack(pack_floats, Guarded::Side::kEnd);
+    packed.fill(dw0);
+    for (size_t i = 0; i < pack_floats; ++i) pack[i] = kSentinel;
+    t.gemm_tn_acc(packed.data(), X.data(), DY.data(), M, K, N, 0, K, pack.data());
+    EXPECT_EQ(0, std::memcmp(packed.data(), DW.data(), KN * sizeof(float)))
+        << shape_name(variant, "gemm_tn_acc with packing scratch", M, K, N, side) << ": not the same bits as without";
+    bool pack_written = false;
+    for (size_t i = 0; i < pack_floats && !pack_written; ++i) pack_written = !std::isnan(pack[i]);
+    const bool may_pack = variant != "reference" && K >= static_cast<int>(md::kWeightGradPackMinWidth) && M > 4;
+    if (pack_written || (variant == "avx2" && may_pack))
+      EXPECT_EQ(may_pack, pack_written) << shape_name(variant, "gemm_tn_acc with packing scratch", M, K, N, side);
   }
 }
 

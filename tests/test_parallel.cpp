@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/half.h"
@@ -71,23 +72,52 @@ std::vector<float> train_and_sample(const md::ModelDesc& desc, uint32_t batch) {
 }
 
 TEST(Parallel, WeightGradientRowRangesComposeExactly) {
-  const int M = 67, K = 45, N = 37;
-  const std::vector<float> X = random_vector(M * K, 1), dY = random_vector(M * N, 2), dW0 = random_vector(K * N, 3);
-  for (size_t v = 0; v < md::kernel_variant_count(); ++v) {
-    const md::kernels::KernelTable* t = md::kernels::find_variant(md::kernel_variant_name(v));
-    if (t == nullptr) {
-      std::printf("variant %s: not available here, not checked\n", md::kernel_variant_name(v));
-      continue;
+  // K = 300: wide enough that the vector variants pack X^T, each range into
+  // its own slice of the scratch (rows [k0, k1) x kWeightGradPackRows).
+  for (const int K : {45, 300}) {
+    const int M = 67, N = 37;
+    const std::vector<float> X = random_vector(M * K, 1), dY = random_vector(M * N, 2), dW0 = random_vector(K * N, 3);
+    std::vector<float> pack(static_cast<size_t>(K) * md::kWeightGradPackRows);
+    for (size_t v = 0; v < md::kernel_variant_count(); ++v) {
+      const md::kernels::KernelTable* t = md::kernels::find_variant(md::kernel_variant_name(v));
+      if (t == nullptr) {
+        std::printf("variant %s: not available here, not checked\n", md::kernel_variant_name(v));
+        continue;
+      }
+      SCOPED_TRACE(std::string(t->name) + " K=" + std::to_string(K));
+      std::vector<float> whole = dW0, parts = dW0, packed_parts = dW0;
+      t->gemm_tn_acc(whole.data(), X.data(), dY.data(), M, K, N, 0, K, nullptr);
+      const int cuts[] = {0, 16, 17, 40, K - 11 > 40 ? K - 11 : 40, K};  // K = 45: one range is empty
+      for (int i = 0; i + 1 < 6; ++i) {
+        const int k0 = cuts[i], k1 = cuts[i + 1];
+        t->gemm_tn_acc(parts.data(), X.data(), dY.data(), M, K, N, k0, k1, nullptr);
+        t->gemm_tn_acc(packed_parts.data(), X.data(), dY.data(), M, K, N, k0, k1,
+                       pack.data() + static_cast<size_t>(k0) * md::kWeightGradPackRows);
+      }
+      EXPECT_EQ(0, std::memcmp(whole.data(), parts.data(), sizeof(float) * whole.size()));
+      EXPECT_EQ(0, std::memcmp(whole.data(), packed_parts.data(), sizeof(float) * whole.size()));
     }
-    SCOPED_TRACE(t->name);
-    std::vector<float> whole = dW0, parts = dW0;
-    t->gemm_tn_acc(whole.data(), X.data(), dY.data(), M, K, N, 0, K);
-    for (int k0 : {0, 16, 17, 40}) {
-      const int k1 = k0 == 0 ? 16 : k0 == 16 ? 17 : k0 == 17 ? 40 : K;
-      t->gemm_tn_acc(parts.data(), X.data(), dY.data(), M, K, N, k0, k1);
-    }
-    EXPECT_EQ(0, std::memcmp(whole.data(), parts.data(), sizeof(float) * whole.size()));
   }
+}
+
+// Through the dispatcher with a hook: each part packs into its own slice.
+TEST(Parallel, PackedWeightGradientSplitsGiveTheSameBits) {
+  const int M = 300, K = 512, N = 96;
+  const std::vector<float> X = random_vector(M * K, 1), dY = random_vector(M * N, 2), dW0 = random_vector(K * N, 3);
+  std::vector<float> pack(static_cast<size_t>(K) * md::kWeightGradPackRows);
+  std::vector<float> serial = dW0;
+  md::kernels::gemm_tn_acc(serial.data(), X.data(), dY.data(), M, K, N, nullptr);
+  ReverseOrder reverse;
+  for (uint32_t workers : {2u, 3u, 7u}) {
+    const md::ParallelFor hook = reverse.hook(workers);
+    ASSERT_TRUE(md::set_parallel_for(&hook).ok());
+    std::vector<float> split = dW0;
+    const uint32_t before = reverse.parts;
+    md::kernels::gemm_tn_acc(split.data(), X.data(), dY.data(), M, K, N, pack.data());
+    EXPECT_EQ(reverse.parts - before, workers) << "split into one part per worker";
+    EXPECT_EQ(0, std::memcmp(split.data(), serial.data(), sizeof(float) * serial.size())) << workers << " workers";
+  }
+  ASSERT_TRUE(md::set_parallel_for(nullptr).ok());
 }
 
 TEST(Parallel, AnyNumberOfWorkersGivesTheSameBits) {

@@ -242,15 +242,15 @@ bool check_gemms(const KernelTable& t, const KernelTable& ref, int M, int K, int
     return s;
   };
   copy(want, dw0, KN);
-  ref.gemm_tn_acc(want, x, dy, M, K, N, 0, K);
+  ref.gemm_tn_acc(want, x, dy, M, K, N, 0, K, nullptr);
   {
     copy(got, dw0, KN);
-    t.gemm_tn_acc(got, x, dy, M, K, N, 0, K);
+    t.gemm_tn_acc(got, x, dy, M, K, N, 0, K, nullptr);
     ok &= close("gemm_tn_acc", M, K, N, got, want, KN, tn_bound);
   }
   if (K > 16) {
     copy(got, dw0, KN);
-    for (int k0 = 0; k0 < K; k0 += 16) t.gemm_tn_acc(got, x, dy, M, K, N, k0, k0 + 16 < K ? k0 + 16 : K);
+    for (int k0 = 0; k0 < K; k0 += 16) t.gemm_tn_acc(got, x, dy, M, K, N, k0, k0 + 16 < K ? k0 + 16 : K, nullptr);
     ok &= close("gemm_tn_acc (row ranges)", M, K, N, got, want, KN, tn_bound);
   }
   // colsum_acc: db (N) += column sums of dY (M, N)

@@ -285,6 +285,7 @@ void model_backward(const Model& m, const int32_t* t, uint32_t batch, const floa
   float* d_cur = scratch;               // dL/d(output of layer l)
   float* d_prev = scratch + stride;     // dL/d(input of layer l)
   float* d_z = scratch + 2 * stride;    // dL/d(pre-activation)
+  float* pack = scratch + 3 * stride;   // weight_grad_pack_floats(d), for the weight gradients
   memcpy(d_cur, d_out, static_cast<size_t>(batch) * output_width(d) * sizeof(float));
   const int B = static_cast<int>(batch);
 
@@ -302,9 +303,10 @@ void model_backward(const Model& m, const int32_t* t, uint32_t batch, const floa
     const size_t n = static_cast<size_t>(batch) * L.out;
     const float* h = tape + tl.output[l - 1];
     const bool need_input_grad = l > 1;
+    float* w_pack = weight_grad_pack_floats(L.in) > 0 ? pack : nullptr;
     switch (L.kind) {
       case LayerKind::kLinear:
-        kernels::gemm_tn_acc(grad_of(l, TensorRole::kWeight), h, d_cur, B, in, out);
+        kernels::gemm_tn_acc(grad_of(l, TensorRole::kWeight), h, d_cur, B, in, out, w_pack);
         kernels::colsum_acc(grad_of(l, TensorRole::kBias), d_cur, B, out);
         if (need_input_grad) kernels::gemm_nt(d_prev, d_cur, m.tensor(l, TensorRole::kWeight), B, out, in);
         break;
@@ -313,7 +315,7 @@ void model_backward(const Model& m, const int32_t* t, uint32_t batch, const floa
         break;
       case LayerKind::kResidual: {
         kernels::activation_backward(L.act, d_z, tape + tl.preact[l], d_cur, n);
-        kernels::gemm_tn_acc(grad_of(l, TensorRole::kWeight), h, d_z, B, in, out);
+        kernels::gemm_tn_acc(grad_of(l, TensorRole::kWeight), h, d_z, B, in, out, w_pack);
         kernels::colsum_acc(grad_of(l, TensorRole::kBias), d_z, B, out);
         if (need_input_grad) {
           kernels::gemm_nt(d_prev, d_z, m.tensor(l, TensorRole::kWeight), B, out, in);
@@ -324,7 +326,7 @@ void model_backward(const Model& m, const int32_t* t, uint32_t batch, const floa
       case LayerKind::kTimeGate: {
         kernels::time_gate_backward(d_z, grad_of(l, TensorRole::kTable), d_cur, tape + tl.preact[l],
                                     m.tensor(l, TensorRole::kTable), t, B, out);
-        kernels::gemm_tn_acc(grad_of(l, TensorRole::kWeight), h, d_z, B, in, out);
+        kernels::gemm_tn_acc(grad_of(l, TensorRole::kWeight), h, d_z, B, in, out, w_pack);
         kernels::colsum_acc(grad_of(l, TensorRole::kBias), d_z, B, out);
         if (need_input_grad) kernels::gemm_nt(d_prev, d_z, m.tensor(l, TensorRole::kWeight), B, out, in);
         break;

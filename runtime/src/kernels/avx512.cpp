@@ -39,6 +39,9 @@ struct Avx512 {
   // AVX-512 machine at hand when chosen; AVX2 gains 1.1-1.4x from 4).
   static constexpr int kMapWidth = 4;
   static constexpr bool kNarrowDots = true;
+  // X^T read in place: packing it measured 0.81-0.88x at 256 inputs and
+  // 0.92-1.00x at 512 on a Xeon (interleaved best of 5).
+  static constexpr bool kPackTransposedA = false;
   static constexpr bool kSumSquaresF64 = true;
   // Lane l of acc[j] is partial sum 8 j + l: 4 independent chains.
   static inline void sum_squares_chunks(const float* x, size_t chunks, double* part) {

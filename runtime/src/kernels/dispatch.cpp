@@ -234,6 +234,7 @@ struct GemmJob {
   const float* bias;
   int M, K, N;
   uint32_t parts;
+  float* pack = nullptr;  // gemm_tn_acc's scratch: part i takes rows [r0, r1) x kWeightGradPackRows
 };
 
 void gemm_bias_part(void* ctx, uint32_t i) {
@@ -256,7 +257,8 @@ void gemm_tn_acc_part(void* ctx, uint32_t i) {  // dW (K, N) += X^T dY: K rows
   const GemmJob& j = *static_cast<const GemmJob*>(ctx);
   int r0, r1;
   part_rows(j.K, i, j.parts, &r0, &r1);
-  j.table->gemm_tn_acc(j.out, j.a, j.b, j.M, j.K, j.N, r0, r1);
+  float* pack = j.pack != nullptr ? j.pack + static_cast<size_t>(r0) * kWeightGradPackRows : nullptr;
+  j.table->gemm_tn_acc(j.out, j.a, j.b, j.M, j.K, j.N, r0, r1, pack);
 }
 
 void run_parts(GemmJob* job, void (*part)(void*, uint32_t)) {
@@ -434,10 +436,10 @@ void gemm_nt(float* dX, const float* dY, const float* W, int M, int N, int K) {
   if (job.parts <= 1) return t.gemm_nt(dX, dY, W, M, N, K);
   run_parts(&job, gemm_nt_part);
 }
-void gemm_tn_acc(float* dW, const float* X, const float* dY, int M, int K, int N) {
+void gemm_tn_acc(float* dW, const float* X, const float* dY, int M, int K, int N, float* pack) {
   const KernelTable& t = active_table();
-  GemmJob job = {&t, nullptr, dW, X, dY, nullptr, M, K, N, split_parts(K, M, K, N)};
-  if (job.parts <= 1) return t.gemm_tn_acc(dW, X, dY, M, K, N, 0, K);
+  GemmJob job = {&t, nullptr, dW, X, dY, nullptr, M, K, N, split_parts(K, M, K, N), pack};
+  if (job.parts <= 1) return t.gemm_tn_acc(dW, X, dY, M, K, N, 0, K, pack);
   run_parts(&job, gemm_tn_acc_part);
 }
 void colsum_acc(float* db, const float* dY, int M, int N) { active_table().colsum_acc(db, dY, M, N); }

@@ -48,6 +48,7 @@ struct Helium {
   static inline V load_i8(const int8_t* p) { return vcvtq_f32_s32(vldrbq_s32(p)); }
   static constexpr int kMapWidth = 1;  // in-order, 8 vector registers: code size over overlap
   static constexpr bool kNarrowDots = false;  // 3 KB of code for 1% fewer instructions
+  static constexpr bool kPackTransposedA = false;  // no scratch is reserved on Arm
   static constexpr bool kSumSquaresF64 = false;  // MVE has no double lanes
   static constexpr bool kFmaReadsMemory = false;
 

@@ -23,8 +23,11 @@ namespace kernels {
 void gemm_bias(float* Y, const float* X, const float* W, const float* b, int M, int K, int N);
 // dX (M, K) = dY (M, N) . W (K, N)^T
 void gemm_nt(float* dX, const float* dY, const float* W, int M, int N, int K);
-// dW (K, N) += X (M, K)^T . dY (M, N)
-void gemm_tn_acc(float* dW, const float* X, const float* dY, int M, int K, int N);
+// dW (K, N) += X (M, K)^T . dY (M, N). `pack`: null, or K * kWeightGradPackRows
+// floats of scratch (model.h: weight_grad_pack_floats) that the vector
+// variants copy X^T into when K >= kWeightGradPackMinWidth; bit-identical
+// either way.
+void gemm_tn_acc(float* dW, const float* X, const float* dY, int M, int K, int N, float* pack = nullptr);
 // Y = X . W + b with W stored in reduced precision and read in place: f16,
 // or int8 with a scale per output column (w = scales[n] * q). The vector
 // variants widen W (int8: times its scale) into the packed panels of their
@@ -129,8 +132,10 @@ struct KernelTable {
   const char* name;
   void (*gemm_bias)(float* Y, const float* X, const float* W, const float* b, int M, int K, int N);
   void (*gemm_nt)(float* dX, const float* dY, const float* W, int M, int N, int K);
-  // Rows [k_begin, k_end) of dW only (the parallel split cuts dW's rows).
-  void (*gemm_tn_acc)(float* dW, const float* X, const float* dY, int M, int K, int N, int k_begin, int k_end);
+  // Rows [k_begin, k_end) of dW only (the parallel split cuts dW's rows);
+  // pack: null, or (k_end - k_begin) * kWeightGradPackRows floats.
+  void (*gemm_tn_acc)(float* dW, const float* X, const float* dY, int M, int K, int N, int k_begin, int k_end,
+                      float* pack);
   void (*colsum_acc)(float* db, const float* dY, int M, int N);
   void (*activation_forward)(Activation a, float* y, const float* x, size_t n);
   void (*activation_backward)(Activation a, float* dx, const float* x, const float* dy, size_t n);

@@ -39,6 +39,7 @@ struct Neon {
   // A55) need the overlap most. Correctness only under qemu, speed unmeasured.
   static constexpr int kMapWidth = 2;
   static constexpr bool kNarrowDots = true;
+  static constexpr bool kPackTransposedA = false;  // not measured on hardware
   static constexpr bool kFmaReadsMemory = false;
 #if defined(__aarch64__)
   static constexpr bool kSumSquaresF64 = true;

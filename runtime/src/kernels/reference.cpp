@@ -65,7 +65,7 @@ void gemm_nt(float* __restrict dX, const float* __restrict dY, const float* __re
 }
 
 void gemm_tn_acc(float* __restrict dW, const float* __restrict X, const float* __restrict dY,
-                 int M, int K, int N, int k_begin, int k_end) {
+                 int M, int K, int N, int k_begin, int k_end, float* /*pack: X^T is read in place*/) {
   for (int i = 0; i < M; ++i) {
     const float* x = X + (size_t)i * K;
     const float* dy = dY + (size_t)i * N;

@@ -22,6 +22,9 @@
 //   kIeeeDivSqrt                    div and sqrt are correctly rounded (Adam)
 //   kNarrowDots                     gemm_bias with N < W columns by dot
 //                                   products (narrow())
+//   kPackTransposedA                gemm_tn_acc copies X^T into the caller's
+//                                   scratch (if given) from
+//                                   kWeightGradPackMinWidth inputs on
 //   kSumSquaresF64                  sum_squares_chunks(x, chunks, part)
 //                                   exists: the double lanes of
 //                                   sum_squares over whole 32-float chunks
@@ -79,7 +82,11 @@ namespace {
 // >= 256 and widths 96-512) and Zen 3 (AVX2: see the README's Speed section).
 // Small shapes take their own paths: few rows (a batch of 1-5: few_rows,
 // wide column blocks), a batch of 1-4 in gemm_tn_acc (short_reduction, a
-// rank-P update) and gemm_nt with 1-3 rows (nt_dot, dot products).
+// rank-P update) and gemm_nt with 1-3 rows (nt_dot, dot products). Given
+// scratch (model.h weight_grad_pack_floats), gemm_tn_acc with at least
+// kWeightGradPackMinWidth inputs copies each X^T block into slivers of MR rows
+// (pack_slivers), instead of reading one cache line per reduction step from
+// rows of X a power-of-two stride apart.
 
 enum class Init { kZeroOrBias, kAccumulate };
 
@@ -308,7 +315,7 @@ struct Gemm {
   // panel) once enough rows reuse it.
   template <bool AT, bool TB>
   static void run(float* C, size_t ldc, const float* A, size_t lda, const float* B, size_t ldb, int M, int P, int N,
-                  bool accumulate, const float* bias) {
+                  bool accumulate, const float* bias, float* apack = nullptr) {
     if (M <= 0 || N <= 0) return;
     if (P <= 0) {
       if (!accumulate) fill_rows(C, ldc, M, N, bias);
@@ -344,7 +351,8 @@ struct Gemm {
         return;
       }
     }
-    sweep<AT>(C, ldc, A, lda, M, P, N, accumulate, bias, kc, mc, pack ? kBPadded : kBMasked,
+    if (!AT || !S::kPackTransposedA || lda < kWeightGradPackMinWidth) apack = nullptr;
+    sweep<AT>(C, ldc, A, lda, M, P, N, accumulate, bias, kc, mc, pack ? kBPadded : kBMasked, apack,
               [&](int p0, int pn, int c0, int nc, size_t* ldbb) -> const float* {
                 if (TB) {
                   pack_transposed(panel, B + static_cast<size_t>(c0) * ldb + p0, ldb, pn, nc);
@@ -363,23 +371,62 @@ struct Gemm {
   // blocks of mc, column blocks of NB. b_block(p0, pn, c0, nc, &ldb) gives
   // the block of B (rows p0.., columns c0..) the tiles read: a panel it
   // packed (row stride NB, the default of ldb) or B itself (setting ldb).
+  // apack (AT only; null: A is read in place): scratch of mc x kc floats that
+  // each A block is first copied into as slivers of MR rows (pack_slivers),
+  // every tile then reading its own contiguous sliver. The tiles do the same
+  // operations in the same order either way.
   template <bool AT, class BBlock>
   static void sweep(float* C, size_t ldc, const float* A, size_t lda, int M, int P, int N, bool accumulate,
-                    const float* bias, int kc, int mc, BTail bt, const BBlock& b_block) {
+                    const float* bias, int kc, int mc, BTail bt, float* apack, const BBlock& b_block) {
     for (int p0 = 0; p0 < P; p0 += kc) {
       const int pn = P - p0 < kc ? P - p0 : kc;
       const Init init = (accumulate || p0 > 0) ? Init::kAccumulate : Init::kZeroOrBias;
       for (int m0 = 0; m0 < M; m0 += mc) {
         const int mn = M - m0 < mc ? M - m0 : mc;
         const float* Ap = A + (AT ? static_cast<size_t>(p0) * lda + m0 : static_cast<size_t>(m0) * lda + p0);
+        if (AT && apack != nullptr) pack_slivers(apack, Ap, lda, mn, pn);
         for (int c0 = 0; c0 < N; c0 += NB) {
           const int nc = N - c0 < NB ? N - c0 : NB;
           size_t ldbb = NB;
           const float* Bb = b_block(p0, pn, c0, nc, &ldbb);
-          block<AT>(C + static_cast<size_t>(m0) * ldc + c0, ldc, Ap, lda, Bb, ldbb, mn, pn, nc, init,
+          float* Cb = C + static_cast<size_t>(m0) * ldc + c0;
+          if (AT && apack != nullptr) {
+            for (int r = 0; r < mn; r += S::MR) {
+              const int rows = mn - r < S::MR ? mn - r : S::MR;
+              block<true>(Cb + static_cast<size_t>(r) * ldc, ldc, apack + static_cast<size_t>(r) * pn, rows, Bb,
+                          ldbb, rows, pn, nc, init, nullptr, bt);
+            }
+            continue;
+          }
+          block<AT>(Cb, ldc, Ap, lda, Bb, ldbb, mn, pn, nc, init,
                     (init == Init::kZeroOrBias && bias != nullptr) ? bias + c0 : nullptr, bt);
         }
       }
+    }
+  }
+
+  // A^T block (A(r, p) = A[p * lda + r], r < mn, p < pn) into slivers of MR
+  // rows (the last one the rem = mn mod MR rows left, if any): the sliver
+  // from row r holds A(r + j, p) at dst[r pn + p rows + j], so a tile reads
+  // its rows' floats consecutively per reduction step (AT with lda = rows),
+  // and the whole takes mn x pn floats. The copy is mn x pn floats against
+  // the block's mn x pn x N multiply-adds.
+  static void pack_slivers(float* dst, const float* A, size_t lda, int mn, int pn) {
+    static_assert(S::MR <= W, "a sliver row is one (masked) vector");
+    const int full = mn - mn % S::MR, rem = mn - full;
+    for (int p = 0; p < pn; ++p) {
+      const float* src = A + static_cast<size_t>(p) * lda;
+      for (int r = 0; r < full; r += S::MR) {
+        float* d = dst + static_cast<size_t>(r) * pn + p * S::MR;
+        if constexpr (S::MR == W)
+          S::store(d, S::load(src + r));
+        else if constexpr (S::kMaskedTail)
+          S::store_n(d, S::load_n(src + r, S::MR), S::MR);
+        else
+          for (int j = 0; j < S::MR; ++j) d[j] = src[r + j];
+      }
+      float* d = dst + static_cast<size_t>(full) * pn + p * rem;
+      for (int j = 0; j < rem; ++j) d[j] = src[full + j];
     }
   }
 
@@ -397,7 +444,7 @@ struct Gemm {
       return;
     }
     float panel[S::KC * NB];
-    sweep<false>(C, N, A, P, M, P, N, false, bias, S::KC, rows_per_block(M, S::MC), kBPadded,
+    sweep<false>(C, N, A, P, M, P, N, false, bias, S::KC, rows_per_block(M, S::MC), kBPadded, nullptr,
                  [&](int p0, int pn, int c0, int nc, size_t*) -> const float* {
                    widen(panel, p0, pn, c0, nc);
                    return panel;
@@ -573,9 +620,11 @@ void simd_gemm_nt(float* dX, const float* dY, const float* Wm, int M, int N, int
 }
 
 template <class S>
-void simd_gemm_tn_acc(float* dW, const float* X, const float* dY, int M, int K, int N, int k_begin, int k_end) {
+void simd_gemm_tn_acc(float* dW, const float* X, const float* dY, int M, int K, int N, int k_begin, int k_end,
+                      float* pack) {
+  static_assert(S::KCT <= static_cast<int>(kWeightGradPackRows), "a packed block is rows x KCT floats");
   Gemm<S>::template run<true, false>(dW + static_cast<size_t>(k_begin) * N, N, X + k_begin, K, dY, N,
-                                     k_end - k_begin, M, N, true, nullptr);
+                                     k_end - k_begin, M, N, true, nullptr, pack);
 }
 
 template <class S>
