@@ -98,13 +98,15 @@ float activation_value(Activation a, float x) {
   switch (a) {
     case Activation::kIdentity: return x;
     case Activation::kReLU: return x > 0.0f ? x : 0.0f;
-    case Activation::kSiLU: return x * sigmoid(x);
+    // x / (1 + e^-x), not x * sigmoid(x): sigmoid alone underflows first.
+    case Activation::kSiLU: return x / (1.0f + math::exp_f(-x));
     case Activation::kGeluTanh:
       // 0.5 x (1 + tanh(u)) = x sigmoid(2u): no cancellation in 1 + tanh for negative x.
-      return x * sigmoid(2.0f * kSqrt2OverPi * (x + kGeluCubic * x * x * x));
+      return x / (1.0f + math::exp_f(-2.0f * kSqrt2OverPi * (x + kGeluCubic * x * x * x)));
     case Activation::kGeluErf: return x * math::phi_f(x);  // 0.5 x (1 + erf(x / sqrt 2))
     case Activation::kSoftplus:  // log(1 + e^x) = max(x, 0) + log1p(e^-|x|)
-      return x > 20.0f ? x : (x > 0.0f ? x : 0.0f) + math::log1p01_f(math::exp_f(x > 0.0f ? -x : x));
+      // (e^-|x| floored at e^-41 as in the vector kernels: no denormals)
+      return x > 20.0f ? x : (x > 0.0f ? x : 0.0f) + math::log1p01_f(math::exp_f(x > 0.0f ? -x : x < -41.0f ? -41.0f : x));
     case Activation::kTanh: return math::tanh_f(x);
   }
   return x;
@@ -114,23 +116,28 @@ float activation_derivative(Activation a, float x) {
   switch (a) {
     case Activation::kIdentity: return 1.0f;
     case Activation::kReLU: return x > 0.0f ? 1.0f : 0.0f;
+    // The vector kernels' limits (simd.h VMath::derivative): beyond them the
+    // derivatives are 0 or 1 to within 1e-17, and the formulas would
+    // underflow into denormals.
     case Activation::kSiLU: {
+      if (x > 40.0f || x < -40.0f) return x > 0.0f ? 1.0f : 0.0f;  // also where sigmoid underflows
       const float s = sigmoid(x);
       return s * (1.0f + x * (1.0f - s));
     }
     case Activation::kGeluTanh: {
-      // s + x s (1 - s) d(2u)/dx with s = sigmoid(2u), 1 - s = e s, e = exp(-2u);
-      // 0 or 1 beyond |x| = 10, where e s s would meet inf * 0.
-      if (x > 10.0f || x < -10.0f) return x > 0.0f ? 1.0f : 0.0f;
+      // s + x s (1 - s) d(2u)/dx with s = sigmoid(2u), 1 - s = e s, e = exp(-2u).
+      if (x > 9.0f || x < -9.0f) return x > 0.0f ? 1.0f : 0.0f;
       const float u2 = 2.0f * kSqrt2OverPi * (x + kGeluCubic * x * x * x);
       const float e = math::exp_f(-u2);
       const float sg = 1.0f / (1.0f + e);
       const float du2 = 2.0f * kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * x * x);
       return sg + x * (e * sg * sg) * du2;
     }
-    case Activation::kGeluErf:
-      return math::phi_f(x) + x * kInvSqrt2Pi * math::exp_f(-0.5f * x * x);
-    case Activation::kSoftplus: return x > 20.0f ? 1.0f : sigmoid(x);
+    case Activation::kGeluErf: {
+      const float h = 0.5f * x * x;
+      return math::phi_f(x) + (h > 60.0f ? 0.0f : x * kInvSqrt2Pi * math::exp_f(-h));
+    }
+    case Activation::kSoftplus: return x > 20.0f ? 1.0f : sigmoid(x < -40.0f ? -40.0f : x);
     case Activation::kTanh: {
       const float th = math::tanh_f(x);
       return 1.0f - th * th;

@@ -671,7 +671,10 @@ void simd_colsum_acc(float* db, const float* dY, int M, int N) {
 // for every variant): exp about 2 ulp over the range used; the activations
 // and derivatives within max(2e-6 relative, 1e-6 absolute) of the exact
 // function over [-30, 30], with the same threshold (softplus: x above 20)
-// and NaN propagation as the reference.
+// and NaN propagation as the reference. No input makes them underflow into
+// denormals, whose microcode assists made a diverging sampler 2x slower on
+// Intel cores: values that would are clamped (tested through the FP
+// environment's underflow flag over [-128, 128] and far beyond).
 
 template <class S>
 struct VMath {
@@ -688,10 +691,12 @@ struct VMath {
     return S::select(S::lt(x, lo), S::zero(), y);
   }
 
-  // e^x for x <= 0 (softplus' e^-|x|): no upper clamp, and below -87.34 a
-  // tiny normal number instead of 0 (log1p of it is itself, and it vanishes
-  // in any sum).
-  static inline V exp_nonpositive(V x) { return exp_in_range(S::max(x, S::set1(-87.33654f))); }
+  // e^x for x <= 0 (softplus' e^-|x|): no upper clamp, and below -41 e^-41
+  // (1.6e-18, which vanishes in any sum): log1p01's s^2 would underflow into
+  // denormals further down, which cost a microcode assist per instruction on
+  // Intel cores (softplus of a diverging sampler's inputs ran 2x slower).
+  static inline V exp_nonpositive(V x) { return exp_in_range(S::max(x, S::set1(kSoftplusFloor))); }
+  static constexpr float kSoftplusFloor = -41.0f;
 
   // The core of both, for x in [-87.34, 88.72].
   static inline V exp_in_range(V x) {
@@ -708,8 +713,8 @@ struct VMath {
     return S::mul(y, S::exp2i(n));
   }
 
-  // log(1 + t) for t in [0, 1]: 2 atanh(s) with s = t / (2 + t) in [0, 1/3],
-  // atanh(s) / s a polynomial in s^2 (Chebyshev fit, error 4e-9).
+  // log(1 + t) for t in [e^-41, 1]: 2 atanh(s) with s = t / (2 + t) in
+  // [0, 1/3], atanh(s) / s a polynomial in s^2 (Chebyshev fit, error 4e-9).
   static inline V log1p01(V t) {
     const V s = S::div(t, S::add(t, S::set1(2.0f)));
     const V z = S::mul(s, s);
@@ -738,6 +743,10 @@ struct VMath {
     return S::select(S::lt(a, S::set1(0.625f)), small, big);
   }
 
+  // Squares past which Gaussian tails exp(-s) count as 0 (exp(-60) = 9e-27):
+  // computing them would underflow.
+  static constexpr float kTailSquare = 60.0f;
+
   // Phi(x) = (1 + erf(x / sqrt 2)) / 2, accurate in the lower tail too:
   // |z| < 1: 1/2 + erf(z) / 2, erf(z) = z P(z^2) (Chebyshev fit, 1.2e-9);
   // else erfc(|z|) = exp(-z^2) R(1/|z|) (Chebyshev fit on 1/|z| in [1/4, 1],
@@ -756,7 +765,8 @@ struct VMath {
     p = S::fma(p, z2, S::set1(1.1283791658483509f));
     const V half = S::set1(0.5f);
     const V small = S::fma(S::mul(z, p), half, half);
-    const V t = S::max(S::div(S::set1(1.0f), S::max(a, S::set1(1.0f))), S::set1(0.25f));
+    // 1/|z| clamped to [1/4, 1] (dividing by |z| itself would underflow past 8.5e37)
+    const V t = S::div(S::set1(1.0f), S::min(S::max(a, S::set1(1.0f)), S::set1(4.0f)));
     V q = S::set1(0.025032543186535637f);
     q = S::fma(q, t, S::set1(-0.14789844462513762f));
     q = S::fma(q, t, S::set1(0.36086186040483293f));
@@ -767,7 +777,10 @@ struct VMath {
     q = S::fma(q, t, S::set1(0.024847521258800558f));
     q = S::fma(q, t, S::set1(0.56121463798951681f));
     q = S::fma(q, t, S::set1(0.00015165568581170204f));
-    const V half_erfc = S::mul(S::mul(exp(S::neg(z2)), q), half);
+    // Beyond z^2 = 60 (|x| > 10.95) erfc / 2 < 1e-27 is 0: exp(-z^2) q there
+    // would underflow into denormals (see log1p01).
+    const V half_erfc = S::select(S::gt(z2, S::set1(kTailSquare)), S::zero(),
+                                  S::mul(S::mul(exp(S::neg(S::min(z2, S::set1(kTailSquare)))), q), half));
     const V big = S::select(S::lt(x, S::zero()), half_erfc, S::sub(S::set1(1.0f), half_erfc));
     return S::select(S::lt(a, S::set1(1.0f)), small, big);
   }
@@ -801,29 +814,35 @@ struct VMath {
   template <Activation A>
   static inline V derivative(V x) {
     const V one = S::set1(1.0f);
-    // Beyond |x| = 40 (SiLU) or 10 (GELU) the derivatives are 0 or 1 to
-    // within 1e-15, and the formulas would meet inf * 0.
+    // Beyond |x| = 40 (SiLU) or 9 (GELU) the derivatives are 0 or 1 to
+    // within 1e-17, and the formulas would meet inf * 0; far below, they
+    // would also underflow into denormals (see exp_nonpositive), so they run
+    // on x clamped from below where the step replaces them anyway.
     const V ax = S::abs(x);
     const V step = S::select(S::gt(x, S::zero()), one, S::zero());
     if constexpr (A == Activation::kSiLU) {
       // s (1 + x (1 - s)), 1 - s = e s with e = exp(-x).
-      const V e = exp(S::neg(x));
+      const V xc = S::max(x, S::set1(-80.0f));
+      const V e = exp(S::neg(xc));
       const V s = S::div(one, S::add(one, e));
-      return S::select(S::gt(ax, S::set1(40.0f)), step, S::mul(s, S::fma(x, S::mul(e, s), one)));
+      return S::select(S::gt(ax, S::set1(40.0f)), step, S::mul(s, S::fma(xc, S::mul(e, s), one)));
     } else if constexpr (A == Activation::kGeluTanh) {
       // s + x s (1 - s) d(2u)/dx with s = sigmoid(2u), s (1 - s) = (e s) s.
+      x = S::max(x, S::set1(-9.0f));
       const V x2 = S::mul(x, x);
       const V u2 = S::mul(x, S::fma(S::set1(0.0713548162726f), x2, S::set1(1.5957691216057308f)));
       const V du2 = S::fma(S::set1(3.0f * 0.0713548162726f), x2, S::set1(1.5957691216057308f));
       const V e = exp(S::neg(u2));
       const V s = S::div(one, S::add(one, e));
-      return S::select(S::gt(ax, S::set1(10.0f)), step, S::fma(S::mul(x, S::mul(S::mul(e, s), s)), du2, s));
+      return S::select(S::gt(ax, S::set1(9.0f)), step, S::fma(S::mul(x, S::mul(S::mul(e, s), s)), du2, s));
     } else if constexpr (A == Activation::kGeluErf) {
-      // Phi(x) + x phi(x)
-      const V pdf = S::mul(exp(S::mul(S::mul(x, x), S::set1(-0.5f))), S::set1(0.3989422804014327f));
-      return S::fma(x, pdf, phi_cdf(x));
+      // Phi(x) + x phi(x), phi 0 past the tail square as in phi_cdf.
+      const V h = S::mul(S::mul(x, x), S::set1(0.5f));
+      const V pdf = S::mul(exp(S::neg(S::min(h, S::set1(kTailSquare)))), S::set1(0.3989422804014327f));
+      return S::fma(x, S::select(S::gt(h, S::set1(kTailSquare)), S::zero(), pdf), phi_cdf(x));
     } else if constexpr (A == Activation::kSoftplus) {
-      const V s = S::div(one, S::add(one, exp(S::neg(x))));
+      // sigmoid(x), below -40 sigmoid(-40) = 4e-18 (no denormals)
+      const V s = S::div(one, S::add(one, exp(S::neg(S::max(x, S::set1(-40.0f))))));
       return S::select(S::gt(x, S::set1(20.0f)), one, s);
     } else {
       static_assert(A == Activation::kTanh, "math activations only");
