@@ -516,6 +516,11 @@ TEST_P(KernelVariant, SinCosMatchLibm) {
 // instruction on Intel cores (softplus below -42 once made sampling 2x
 // slower). The cumulative underflow flag of the FP environment must stay clear.
 TEST_P(KernelVariant, ActivationsOfLargeInputsDoNotUnderflow) {
+#if defined(__arm__)
+  if (name() == "neon")  // nothing to check: no denormal is ever computed
+    GTEST_SKIP() << "ARMv7 Advanced SIMD flushes denormal results to zero in hardware (no assists), raising the "
+                    "underflow flag as it does: not checked for neon on 32-bit Arm";
+#endif
   std::vector<float> x;  // every 1/64 over [-128, 128] (the narrow bands near the limits), then far out
   for (int i = -128 * 64; i <= 128 * 64; ++i) x.push_back(static_cast<float>(i) / 64.0f);
   for (float v : {1e3f, 1e6f, 1e30f, 3e38f}) {
