@@ -48,6 +48,7 @@ struct Avx2 {
   // (Zen 3 and a Xeon with AVX-512, interleaved best of 5: 1.16-1.21x at
   // 512 inputs, 0.97-1.04x at 256).
   static constexpr bool kPackTransposedA = true;
+  static constexpr int kNtTile[2] = {MR, NR}, kTnTile[2] = {MR, NR};  // gemm_nt, gemm_tn_acc: the same tile
   static constexpr bool kSumSquaresF64 = true;
   // Lane l of acc[j] is partial sum 4 j + l: 8 independent chains.
   static inline void sum_squares_chunks(const float* x, size_t chunks, double* part) {

@@ -43,6 +43,11 @@ struct Avx512 {
   // X^T read in place: packing it measured 0.81-0.88x at 256 inputs and
   // 0.92-1.00x at 512 on a Xeon (interleaved best of 5).
   static constexpr bool kPackTransposedA = false;
+  // gemm_nt in 12 x 2 tiles (its B panel, W^T packed, then 32 KiB, inside
+  // the 48 KiB L1 of a Xeon): md_bench best of 5 interleaved, 1.06-1.14x at
+  // widths 256-512 and batch 256-2000, 1.16-1.37x at batch 32, 0.98-1.01x at
+  // 96-128. gemm_tn_acc measured no steady gain from 12 x 2, 14 x 2 or 8 x 3.
+  static constexpr int kNtTile[2] = {12, 2}, kTnTile[2] = {MR, NR};
   static constexpr bool kSumSquaresF64 = true;
   // Lane l of acc[j] is partial sum 8 j + l: 4 independent chains.
   static inline void sum_squares_chunks(const float* x, size_t chunks, double* part) {

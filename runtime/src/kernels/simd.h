@@ -22,6 +22,8 @@
 //   kIeeeDivSqrt                    div and sqrt are correctly rounded (Adam)
 //   kNarrowDots                     gemm_bias with N < W columns by dot
 //                                   products (narrow())
+//   kNtTile, kTnTile                register tiles {MR, NR} of gemm_nt and
+//                                   gemm_tn_acc (Retiled), if not MR x NR
 //   kPackTransposedA                gemm_tn_acc copies X^T into the caller's
 //                                   scratch (if given) from
 //                                   kWeightGradPackMinWidth inputs on
@@ -614,17 +616,34 @@ void simd_gemm_bias_i8(float* Y, const float* X, const int8_t* Wm, const float* 
   Gemm<S>::run_widened(Y, X, typename Gemm<S>::WidenI8{Wm, scales, N}, M, K, N, b);
 }
 
+// The traits S with another register tile (MR x NR), for one of the
+// products; S itself where the tile is the same (no second instantiation).
+template <class S, int MR_, int NR_>
+struct Retiled : S {
+  static constexpr int MR = MR_, NR = NR_, kAccumulators = MR_ * NR_;
+};
+template <bool kSame, class A, class B>
+struct PickTraits {
+  using T = A;
+};
+template <class A, class B>
+struct PickTraits<false, A, B> {
+  using T = B;
+};
+template <class S, int MR_, int NR_>
+using TiledAs = typename PickTraits<MR_ == S::MR && NR_ == S::NR, S, Retiled<S, MR_, NR_>>::T;
+
 template <class S>
 void simd_gemm_nt(float* dX, const float* dY, const float* Wm, int M, int N, int K) {
-  Gemm<S>::nt(dX, dY, Wm, M, N, K);
+  Gemm<TiledAs<S, S::kNtTile[0], S::kNtTile[1]>>::nt(dX, dY, Wm, M, N, K);
 }
 
 template <class S>
 void simd_gemm_tn_acc(float* dW, const float* X, const float* dY, int M, int K, int N, int k_begin, int k_end,
                       float* pack) {
   static_assert(S::KCT <= static_cast<int>(kWeightGradPackRows), "a packed block is rows x KCT floats");
-  Gemm<S>::template run<true, false>(dW + static_cast<size_t>(k_begin) * N, N, X + k_begin, K, dY, N,
-                                     k_end - k_begin, M, N, true, nullptr, pack);
+  Gemm<TiledAs<S, S::kTnTile[0], S::kTnTile[1]>>::template run<true, false>(
+      dW + static_cast<size_t>(k_begin) * N, N, X + k_begin, K, dY, N, k_end - k_begin, M, N, true, nullptr, pack);
 }
 
 template <class S>
