@@ -1005,6 +1005,23 @@ __attribute__((flatten)) inline void backward_math(float* dx, const float* x, co
   });
 }
 
+// Helium (kMapWidth 1) takes the one-vector maps unflattened: flattening
+// them made its activations 3.4 KB larger for nothing.
+template <class S, Activation A>
+inline void forward_math_any(float* y, const float* x, size_t n) {
+  if constexpr (S::kMapWidth > 1)
+    forward_math<S, A>(y, x, n);
+  else
+    map1<S>(y, x, n, [](typename S::V v) { return forward_value<S, A>(v); });
+}
+template <class S, Activation A>
+inline void backward_math_any(float* dx, const float* x, const float* dy, size_t n) {
+  if constexpr (S::kMapWidth > 1)
+    backward_math<S, A>(dx, x, dy, n);
+  else
+    map2<S>(dx, x, dy, n, [](typename S::V v) { return S::select(S::isnan(v), v, VMath<S>::template derivative<A>(v)); });
+}
+
 template <class S>
 void simd_activation_forward(Activation a, float* y, const float* x, size_t n) {
   using V = typename S::V;
@@ -1015,11 +1032,11 @@ void simd_activation_forward(Activation a, float* y, const float* x, size_t n) {
     case Activation::kReLU:  // x > 0 ? x : 0, as the reference (NaN -> 0, -0 -> +0)
       map1<S>(y, x, n, [](V v) { return S::select(S::gt(v, S::zero()), v, S::zero()); });
       return;
-    case Activation::kSiLU: forward_math<S, Activation::kSiLU>(y, x, n); return;
-    case Activation::kGeluTanh: forward_math<S, Activation::kGeluTanh>(y, x, n); return;
-    case Activation::kGeluErf: forward_math<S, Activation::kGeluErf>(y, x, n); return;
-    case Activation::kSoftplus: forward_math<S, Activation::kSoftplus>(y, x, n); return;
-    case Activation::kTanh: forward_math<S, Activation::kTanh>(y, x, n); return;
+    case Activation::kSiLU: forward_math_any<S, Activation::kSiLU>(y, x, n); return;
+    case Activation::kGeluTanh: forward_math_any<S, Activation::kGeluTanh>(y, x, n); return;
+    case Activation::kGeluErf: forward_math_any<S, Activation::kGeluErf>(y, x, n); return;
+    case Activation::kSoftplus: forward_math_any<S, Activation::kSoftplus>(y, x, n); return;
+    case Activation::kTanh: forward_math_any<S, Activation::kTanh>(y, x, n); return;
   }
   for (size_t i = 0; i < n; ++i) y[i] = activation_value(a, x[i]);
 }
@@ -1034,11 +1051,11 @@ void simd_activation_backward(Activation a, float* dx, const float* x, const flo
     case Activation::kReLU:  // dy * (x > 0 ? 1 : 0), as the reference
       map2<S>(dx, x, dy, n, [](V v) { return S::select(S::gt(v, S::zero()), S::set1(1.0f), S::zero()); });
       return;
-    case Activation::kSiLU: backward_math<S, Activation::kSiLU>(dx, x, dy, n); return;
-    case Activation::kGeluTanh: backward_math<S, Activation::kGeluTanh>(dx, x, dy, n); return;
-    case Activation::kGeluErf: backward_math<S, Activation::kGeluErf>(dx, x, dy, n); return;
-    case Activation::kSoftplus: backward_math<S, Activation::kSoftplus>(dx, x, dy, n); return;
-    case Activation::kTanh: backward_math<S, Activation::kTanh>(dx, x, dy, n); return;
+    case Activation::kSiLU: backward_math_any<S, Activation::kSiLU>(dx, x, dy, n); return;
+    case Activation::kGeluTanh: backward_math_any<S, Activation::kGeluTanh>(dx, x, dy, n); return;
+    case Activation::kGeluErf: backward_math_any<S, Activation::kGeluErf>(dx, x, dy, n); return;
+    case Activation::kSoftplus: backward_math_any<S, Activation::kSoftplus>(dx, x, dy, n); return;
+    case Activation::kTanh: backward_math_any<S, Activation::kTanh>(dx, x, dy, n); return;
   }
   for (size_t i = 0; i < n; ++i) dx[i] = dy[i] * activation_derivative(a, x[i]);
 }
