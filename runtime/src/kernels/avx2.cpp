@@ -49,6 +49,9 @@ struct Avx2 {
   // 512 inputs, 0.97-1.04x at 256).
   static constexpr bool kPackTransposedA = true;
   static constexpr int kNtTile[2] = {MR, NR}, kTnTile[2] = {MR, NR};  // gemm_nt, gemm_tn_acc: the same tile
+  // The tiles' reduction loop unrolled 4x (burst harness on a Xeon: forward
+  // 0.99-1.08x, gemm_nt 0.98-1.05x, gemm_tn_acc 1.04-1.12x; Zen 3 unmeasured).
+  static constexpr bool kUnrollReduction = true;
   static constexpr bool kSumSquaresF64 = true;
   // Lane l of acc[j] is partial sum 4 j + l: 8 independent chains.
   static inline void sum_squares_chunks(const float* x, size_t chunks, double* part) {

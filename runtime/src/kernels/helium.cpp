@@ -50,6 +50,7 @@ struct Helium {
   static constexpr bool kNarrowDots = false;  // 3 KB of code for 1% fewer instructions
   static constexpr bool kPackTransposedA = false;  // no scratch is reserved on Arm
   static constexpr int kNtTile[2] = {MR, NR}, kTnTile[2] = {MR, NR};  // gemm_nt, gemm_tn_acc: the same tile
+  static constexpr bool kUnrollReduction = false;  // code size
   static constexpr bool kSumSquaresF64 = false;  // MVE has no double lanes
   static constexpr bool kFmaReadsMemory = false;
 

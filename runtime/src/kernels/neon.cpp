@@ -41,6 +41,7 @@ struct Neon {
   static constexpr bool kNarrowDots = true;
   static constexpr bool kPackTransposedA = false;  // not measured on hardware
   static constexpr int kNtTile[2] = {MR, NR}, kTnTile[2] = {MR, NR};  // gemm_nt, gemm_tn_acc: the same tile
+  static constexpr bool kUnrollReduction = false;  // not measured on hardware
   static constexpr bool kFmaReadsMemory = false;
 #if defined(__aarch64__)
   static constexpr bool kSumSquaresF64 = true;

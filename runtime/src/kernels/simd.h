@@ -22,6 +22,7 @@
 //   kIeeeDivSqrt                    div and sqrt are correctly rounded (Adam)
 //   kNarrowDots                     gemm_bias with N < W columns by dot
 //                                   products (narrow())
+//   kUnrollReduction                the tiles' reduction loop unrolled 4x
 //   kNtTile, kTnTile                register tiles {MR, NR} of gemm_nt and
 //                                   gemm_tn_acc (Retiled), if not MR x NR
 //   kPackTransposedA                gemm_tn_acc copies X^T into the caller's
@@ -109,6 +110,18 @@ struct Gemm {
   // since the masked-load builtin may read anything).
   enum BTail { kBMasked, kBPadded };
 
+  // One reduction step of a tile: c += A(:, p) B(p, :).
+  template <int MR, int NV, bool AT, bool BMASK>
+  static inline __attribute__((always_inline)) void step(V (&c)[MR][NV], const float* A, size_t lda, const float* B,
+                                                         int tail) {
+    V b[NV];
+    for (int v = 0; v < NV; ++v) b[v] = load_col<NV, BMASK>(B + v * W, v, tail);
+    for (int r = 0; r < MR; ++r) {
+      const V a = S::set1(AT ? A[r] : A[r * lda]);
+      for (int v = 0; v < NV; ++v) c[r][v] = S::fma(a, b[v], c[r][v]);
+    }
+  }
+
   template <int MR, int NV, bool TAIL, bool AT, bool BMASK = TAIL>
   static inline void tile(float* C, size_t ldc, const float* A, size_t lda, const float* B, size_t ldb, int pn,
                           Init init, const float* bias, int tail) {
@@ -125,15 +138,19 @@ struct Gemm {
       for (int r = 0; r < MR; ++r)
         for (int v = 0; v < NV; ++v) c[r][v] = S::zero();
     }
-    for (int p = 0; p < pn; ++p) {
-      V b[NV];
-      for (int v = 0; v < NV; ++v) b[v] = load_col<NV, BMASK>(B + v * W, v, tail);
-      for (int r = 0; r < MR; ++r) {
-        const V a = S::set1(AT ? A[r] : A[r * lda]);
-        for (int v = 0; v < NV; ++v) c[r][v] = S::fma(a, b[v], c[r][v]);
+    if constexpr (S::kUnrollReduction) {
+#pragma GCC unroll 4
+      for (int p = 0; p < pn; ++p) {
+        step<MR, NV, AT, BMASK>(c, A, lda, B, tail);
+        A += AT ? lda : 1;
+        B += ldb;
       }
-      A += AT ? lda : 1;
-      B += ldb;
+    } else {
+      for (int p = 0; p < pn; ++p) {
+        step<MR, NV, AT, BMASK>(c, A, lda, B, tail);
+        A += AT ? lda : 1;
+        B += ldb;
+      }
     }
     for (int r = 0; r < MR; ++r)
       for (int v = 0; v < NV; ++v) {
