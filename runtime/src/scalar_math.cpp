@@ -137,7 +137,7 @@ float phi_f(float x) {
   q = q * t + 0.024847521258800558f;
   q = q * t + 0.56121463798951681f;
   q = q * t + 0.00015165568581170204f;
-  const float half_erfc = z2 > 60.0f ? 0.0f : (exp_f(-z2) * q) * 0.5f;  // the vector kernels' tail
+  const float half_erfc = z2 > kGaussianTailSquare ? 0.0f : (exp_f(-z2) * q) * 0.5f;  // as the vector kernels
   return x < 0.0f ? half_erfc : 1.0f - half_erfc;
 }
 

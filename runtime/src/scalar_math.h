@@ -22,6 +22,8 @@
 #pragma once
 #include <stdint.h>
 
+#include "activation_limits.h"
+
 namespace md {
 namespace math {
 

@@ -104,9 +104,11 @@ float activation_value(Activation a, float x) {
       // 0.5 x (1 + tanh(u)) = x sigmoid(2u): no cancellation in 1 + tanh for negative x.
       return x / (1.0f + math::exp_f(-2.0f * kSqrt2OverPi * (x + kGeluCubic * x * x * x)));
     case Activation::kGeluErf: return x * math::phi_f(x);  // 0.5 x (1 + erf(x / sqrt 2))
-    case Activation::kSoftplus:  // log(1 + e^x) = max(x, 0) + log1p(e^-|x|)
+    case Activation::kSoftplus: {  // log(1 + e^x) = max(x, 0) + log1p(e^-|x|)
       // (e^-|x| floored at e^-41 as in the vector kernels: no denormals)
-      return x > 20.0f ? x : (x > 0.0f ? x : 0.0f) + math::log1p01_f(math::exp_f(x > 0.0f ? -x : x < -41.0f ? -41.0f : x));
+      const float minus_abs = x > 0.0f ? -x : x < math::kSoftplusExpFloor ? math::kSoftplusExpFloor : x;
+      return x > math::kSoftplusLinearAbove ? x : (x > 0.0f ? x : 0.0f) + math::log1p01_f(math::exp_f(minus_abs));
+    }
     case Activation::kTanh: return math::tanh_f(x);
   }
   return x;
@@ -120,13 +122,14 @@ float activation_derivative(Activation a, float x) {
     // derivatives are 0 or 1 to within 1e-17, and the formulas would
     // underflow into denormals.
     case Activation::kSiLU: {
-      if (x > 40.0f || x < -40.0f) return x > 0.0f ? 1.0f : 0.0f;  // also where sigmoid underflows
+      // (also where sigmoid underflows)
+      if (x > math::kSiLUSaturation || x < -math::kSiLUSaturation) return x > 0.0f ? 1.0f : 0.0f;
       const float s = sigmoid(x);
       return s * (1.0f + x * (1.0f - s));
     }
     case Activation::kGeluTanh: {
       // s + x s (1 - s) d(2u)/dx with s = sigmoid(2u), 1 - s = e s, e = exp(-2u).
-      if (x > 9.0f || x < -9.0f) return x > 0.0f ? 1.0f : 0.0f;
+      if (x > math::kGeluTanhSaturation || x < -math::kGeluTanhSaturation) return x > 0.0f ? 1.0f : 0.0f;
       const float u2 = 2.0f * kSqrt2OverPi * (x + kGeluCubic * x * x * x);
       const float e = math::exp_f(-u2);
       const float sg = 1.0f / (1.0f + e);
@@ -135,9 +138,10 @@ float activation_derivative(Activation a, float x) {
     }
     case Activation::kGeluErf: {
       const float h = 0.5f * x * x;
-      return math::phi_f(x) + (h > 60.0f ? 0.0f : x * kInvSqrt2Pi * math::exp_f(-h));
+      return math::phi_f(x) + (h > math::kGaussianTailSquare ? 0.0f : x * kInvSqrt2Pi * math::exp_f(-h));
     }
-    case Activation::kSoftplus: return x > 20.0f ? 1.0f : sigmoid(x < -40.0f ? -40.0f : x);
+    case Activation::kSoftplus:
+      return x > math::kSoftplusLinearAbove ? 1.0f : sigmoid(x < math::kSigmoidFloor ? math::kSigmoidFloor : x);
     case Activation::kTanh: {
       const float th = math::tanh_f(x);
       return 1.0f - th * th;

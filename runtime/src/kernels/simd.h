@@ -54,6 +54,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "activation_limits.h"
 #include "kernels/half.h"
 #include "kernels/kernels.h"
 
@@ -138,6 +139,7 @@ struct Gemm {
       for (int r = 0; r < MR; ++r)
         for (int v = 0; v < NV; ++v) c[r][v] = S::zero();
     }
+    // Two copies of the loop: GCC 12 takes no template-dependent unroll count.
     if constexpr (S::kUnrollReduction) {
 #pragma GCC unroll 4
       for (int p = 0; p < pn; ++p) {
@@ -732,7 +734,7 @@ struct VMath {
   // denormals further down, which cost a microcode assist per instruction on
   // Intel cores (softplus of a diverging sampler's inputs ran 2x slower).
   static inline V exp_nonpositive(V x) { return exp_in_range(S::max(x, S::set1(kSoftplusFloor))); }
-  static constexpr float kSoftplusFloor = -41.0f;
+  static constexpr float kSoftplusFloor = math::kSoftplusExpFloor;
 
   // The core of both, for x in [-87.34, 88.72].
   static inline V exp_in_range(V x) {
@@ -781,7 +783,7 @@ struct VMath {
 
   // Squares past which Gaussian tails exp(-s) count as 0 (exp(-60) = 9e-27):
   // computing them would underflow.
-  static constexpr float kTailSquare = 60.0f;
+  static constexpr float kTailSquare = math::kGaussianTailSquare;
 
   // Phi(x) = (1 + erf(x / sqrt 2)) / 2, accurate in the lower tail too:
   // |z| < 1: 1/2 + erf(z) / 2, erf(z) = z P(z^2) (Chebyshev fit, 1.2e-9);
@@ -839,7 +841,7 @@ struct VMath {
       // log(1 + e^x) = max(x, 0) + log1p(e^-|x|); x itself above 20 (PyTorch).
       const V l = log1p01(exp_nonpositive(S::neg(S::abs(x))));
       const V y = S::add(S::max(x, S::zero()), l);
-      return S::select(S::gt(x, S::set1(20.0f)), x, y);
+      return S::select(S::gt(x, S::set1(math::kSoftplusLinearAbove)), x, y);
     } else {
       static_assert(A == Activation::kTanh, "math activations only");
       return tanh(x);
@@ -861,16 +863,16 @@ struct VMath {
       const V xc = S::max(x, S::set1(-80.0f));
       const V e = exp(S::neg(xc));
       const V s = S::div(one, S::add(one, e));
-      return S::select(S::gt(ax, S::set1(40.0f)), step, S::mul(s, S::fma(xc, S::mul(e, s), one)));
+      return S::select(S::gt(ax, S::set1(math::kSiLUSaturation)), step, S::mul(s, S::fma(xc, S::mul(e, s), one)));
     } else if constexpr (A == Activation::kGeluTanh) {
       // s + x s (1 - s) d(2u)/dx with s = sigmoid(2u), s (1 - s) = (e s) s.
-      x = S::max(x, S::set1(-9.0f));
+      x = S::max(x, S::set1(-math::kGeluTanhSaturation));
       const V x2 = S::mul(x, x);
       const V u2 = S::mul(x, S::fma(S::set1(0.0713548162726f), x2, S::set1(1.5957691216057308f)));
       const V du2 = S::fma(S::set1(3.0f * 0.0713548162726f), x2, S::set1(1.5957691216057308f));
       const V e = exp(S::neg(u2));
       const V s = S::div(one, S::add(one, e));
-      return S::select(S::gt(ax, S::set1(9.0f)), step, S::fma(S::mul(x, S::mul(S::mul(e, s), s)), du2, s));
+      return S::select(S::gt(ax, S::set1(math::kGeluTanhSaturation)), step, S::fma(S::mul(x, S::mul(S::mul(e, s), s)), du2, s));
     } else if constexpr (A == Activation::kGeluErf) {
       // Phi(x) + x phi(x), phi 0 past the tail square as in phi_cdf.
       const V h = S::mul(S::mul(x, x), S::set1(0.5f));
@@ -878,8 +880,8 @@ struct VMath {
       return S::fma(x, S::select(S::gt(h, S::set1(kTailSquare)), S::zero(), pdf), phi_cdf(x));
     } else if constexpr (A == Activation::kSoftplus) {
       // sigmoid(x), below -40 sigmoid(-40) = 4e-18 (no denormals)
-      const V s = S::div(one, S::add(one, exp(S::neg(S::max(x, S::set1(-40.0f))))));
-      return S::select(S::gt(x, S::set1(20.0f)), one, s);
+      const V s = S::div(one, S::add(one, exp(S::neg(S::max(x, S::set1(math::kSigmoidFloor))))));
+      return S::select(S::gt(x, S::set1(math::kSoftplusLinearAbove)), one, s);
     } else {
       static_assert(A == Activation::kTanh, "math activations only");
       const V t = tanh(x);
@@ -975,8 +977,12 @@ inline typename T::V forward_value(typename T::V v) {
   return T::select(T::isnan(v), v, VMath<T>::template value<A>(v));
 }
 template <class T, Activation A>
+inline typename T::V derivative_value(typename T::V v) {
+  return T::select(T::isnan(v), v, VMath<T>::template derivative<A>(v));
+}
+template <class T, Activation A>
 inline typename T::V backward_value(typename T::V v, typename T::V dy) {
-  return T::mul(dy, T::select(T::isnan(v), v, VMath<T>::template derivative<A>(v)));
+  return T::mul(dy, derivative_value<T, A>(v));
 }
 
 // The maps of the math activations: kMapWidth vectors per iteration through
@@ -1017,9 +1023,7 @@ __attribute__((flatten)) inline void backward_math(float* dx, const float* x, co
       for (int k = 0; k < K; ++k) S::store(dx + i + k * W, d.v[k]);
     }
   }
-  map2<S>(dx + i, x + i, dy + i, n - i, [](typename S::V v) {  // dy times this
-    return S::select(S::isnan(v), v, VMath<S>::template derivative<A>(v));
-  });
+  map2<S>(dx + i, x + i, dy + i, n - i, [](typename S::V v) { return derivative_value<S, A>(v); });  // times dy
 }
 
 // Helium (kMapWidth 1) takes the one-vector maps unflattened: flattening
@@ -1036,7 +1040,7 @@ inline void backward_math_any(float* dx, const float* x, const float* dy, size_t
   if constexpr (S::kMapWidth > 1)
     backward_math<S, A>(dx, x, dy, n);
   else
-    map2<S>(dx, x, dy, n, [](typename S::V v) { return S::select(S::isnan(v), v, VMath<S>::template derivative<A>(v)); });
+    map2<S>(dx, x, dy, n, [](typename S::V v) { return derivative_value<S, A>(v); });
 }
 
 template <class S>
