@@ -540,6 +540,52 @@ TEST_P(KernelVariant, ActivationsOfLargeInputsDoNotUnderflow) {
   }
 }
 
+// A residual block's activation and skip connection in one pass: the same
+// bits as the variant's activation_forward followed by y[i] += h[i], at every
+// length around the vector widths and the wide maps, in place over x,
+// with NaNs; through the variant's table (where it has the fused form) and
+// through the dispatcher (which takes the two passes where it has not).
+TEST_P(KernelVariant, ResidualActivationIsTheTwoPassesInOne) {
+  const md::kernels::ForwardKernels* f = md::kernels::find_forward_variant(name().c_str());
+  ASSERT_NE(f, nullptr);
+  if (f->activation_residual == nullptr)
+    std::printf("note: %s has no fused residual activation; checking the dispatcher's two passes\n", name().c_str());
+  ASSERT_TRUE(md::select_kernel_variant(name().c_str()).ok());
+  std::mt19937 rng(91);
+  std::vector<size_t> lengths;
+  for (size_t n = 0; n <= 130; ++n) lengths.push_back(n);
+  lengths.push_back(1000);
+  lengths.push_back(70001);  // above the dispatcher's split threshold
+  for (Activation a : kActivations)
+    for (size_t n : lengths) {
+      std::vector<float> x = random_vector(n, rng, -8.0f, 8.0f), h = random_vector(n, rng, -3.0f, 3.0f);
+      if (n > 3) x[n / 3] = std::numeric_limits<float>::quiet_NaN();
+      const Guarded::Side side = n % 2 ? Guarded::Side::kStart : Guarded::Side::kEnd;
+      Guarded X(n, side), H(n, side), want(n, side), got(n, side);
+      X.fill(x);
+      H.fill(h);
+      f->activation_forward(a, want.data(), X.data(), n);
+      for (size_t i = 0; i < n; ++i) want[i] += h[i];
+      const auto check = [&](const float* y, const char* how) {
+        for (size_t i = 0; i < n; ++i)
+          ASSERT_EQ(std::memcmp(&y[i], &want[i], sizeof(float)), 0)
+              << name() << " " << md::activation_name(a) << " " << how << " n=" << n << " i=" << i << " x=" << x[i]
+              << " h=" << h[i] << ": got " << y[i] << ", want " << want[i];
+      };
+      if (f->activation_residual != nullptr) {
+        f->activation_residual(a, got.data(), X.data(), H.data(), n);
+        check(got.data(), "table");
+      }
+      md::kernels::activation_forward_residual(a, got.data(), X.data(), H.data(), n);
+      check(got.data(), "dispatch");
+      Guarded Z(n, side);
+      Z.fill(x);
+      md::kernels::activation_forward_residual(a, Z.data(), Z.data(), H.data(), n);
+      check(Z.data(), "y aliasing x");
+    }
+  ASSERT_TRUE(md::select_kernel_variant("auto").ok());
+}
+
 TEST_P(KernelVariant, ActivationTailsAliasingAndNaN) {
   std::mt19937 rng(5);
   for (Activation a : kActivations) {

@@ -231,8 +231,7 @@ void layer_forward(const Model& m, uint32_t l, const float* h, const int32_t* t,
       break;
     case LayerKind::kResidual:
       weight_gemm(m, l, preact, h, B, in, out);
-      kernels::activation_forward(L.act, y, preact, n);
-      for (size_t i = 0; i < n; ++i) y[i] += h[i];
+      kernels::activation_forward_residual(L.act, y, preact, h, n);
       break;
     case LayerKind::kTimeGate:
       weight_gemm(m, l, preact, h, B, in, out);

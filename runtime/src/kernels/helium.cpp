@@ -135,7 +135,9 @@ struct Helium {
 namespace md {
 namespace kernels {
 extern const KernelTable kHeliumTable = make_table<Helium>("helium");
-extern const ForwardKernels kHeliumForward = make_forward<Helium>();
+// No fused residual activation: two passes cost little next to the
+// products, and the sampling image stays smaller.
+extern const ForwardKernels kHeliumForward = make_forward<Helium, false>();
 }  // namespace kernels
 }  // namespace md
 #endif  // MD_KERNELS_HELIUM

@@ -44,6 +44,9 @@ void colsum_acc(float* db, const float* dY, int M, int N);
 
 // y = act(x), elementwise; y may alias x (be x itself: no partial overlap).
 void activation_forward(Activation a, float* y, const float* x, size_t n);
+// y = f(x) + h (a residual block): the same values as activation_forward and
+// then y[i] += h[i], in one pass where the variant has it; y may alias x (not h).
+void activation_forward_residual(Activation a, float* y, const float* x, const float* h, size_t n);
 // dx = dy * act'(x); dx may alias dy.
 void activation_backward(Activation a, float* dx, const float* x, const float* dy, size_t n);
 
@@ -158,6 +161,8 @@ struct ForwardKernels {
   void (*gemm_bias_i8)(float* Y, const float* X, const int8_t* W, const float* scales, const float* b, int M, int K,
                        int N);
   void (*activation_forward)(Activation a, float* y, const float* x, size_t n);
+  // y = f(x) + h in one pass; null: activation_forward, then the addition.
+  void (*activation_residual)(Activation a, float* y, const float* x, const float* h, size_t n);
   void (*sincos)(const float* a, float* s, float* c, size_t n);
   void (*time_gate)(float* y, const float* u, const float* G, const int32_t* t, int B, int w);
 };

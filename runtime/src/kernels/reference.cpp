@@ -205,9 +205,11 @@ extern const KernelTable kReferenceTable = {
     ref::activation_forward, ref::activation_backward, ref::adam_update, ref::ema_update, ref::sincos,
     ref::time_gate,       ref::time_gate_backward,     ref::sum_squares,
 };
-extern const ForwardKernels kReferenceForward = {ref::gemm_bias,          gemm_bias_f16_reference,
-                                                 gemm_bias_i8_reference,  ref::activation_forward,
-                                                 ref::sincos,             ref::time_gate};
+// No fused residual activation (null): the reference is the two passes.
+extern const ForwardKernels kReferenceForward = {ref::gemm_bias,         gemm_bias_f16_reference,
+                                                 gemm_bias_i8_reference, ref::activation_forward,
+                                                 nullptr,                ref::sincos,
+                                                 ref::time_gate};
 
 }  // namespace kernels
 }  // namespace md

@@ -958,6 +958,19 @@ inline void map1(float* y, const float* x, size_t n, F f) {
   }
 }
 
+// y[i] = f(x[i]) + h[i] (a residual block's skip connection, added in the
+// same pass); y may alias x.
+template <class S, class F>
+inline void map1_residual(float* y, const float* x, const float* h, size_t n, F f) {
+  constexpr size_t W = S::W;
+  size_t i = 0;
+  for (; i + W <= n; i += W) S::store(y + i, S::add(f(S::load(x + i)), S::load(h + i)));
+  if (i < n) {
+    const int r = static_cast<int>(n - i);
+    S::store_n(y + i, S::add(f(S::load_n(x + i, r)), S::load_n(h + i, r)), r);
+  }
+}
+
 // dx[i] = dy[i] * d(x[i]); dx may alias dy.
 template <class S, class F>
 inline void map2(float* dx, const float* x, const float* dy, size_t n, F d) {
@@ -989,8 +1002,9 @@ inline typename T::V backward_value(typename T::V v, typename T::V dy) {
 // Wide, then one at a time. Flattened: Wide's values must stay in registers,
 // which needs every call inlined (GCC's limits otherwise leave them in
 // memory, 2-3x slower).
-template <class S, Activation A>
-__attribute__((flatten)) inline void forward_math(float* y, const float* x, size_t n) {
+// H: plus h[i] (map1).
+template <class S, Activation A, bool H = false>
+__attribute__((flatten)) inline void forward_math(float* y, const float* x, size_t n, const float* h = nullptr) {
   constexpr size_t W = S::W;
   size_t i = 0;
   if constexpr (S::kMapWidth > 1) {
@@ -1000,10 +1014,14 @@ __attribute__((flatten)) inline void forward_math(float* y, const float* x, size
       typename SW::V v;
       for (int k = 0; k < K; ++k) v.v[k] = S::load(x + i + k * W);
       v = forward_value<SW, A>(v);
-      for (int k = 0; k < K; ++k) S::store(y + i + k * W, v.v[k]);
+      for (int k = 0; k < K; ++k) S::store(y + i + k * W, H ? S::add(v.v[k], S::load(h + i + k * W)) : v.v[k]);
     }
   }
-  map1<S>(y + i, x + i, n - i, [](typename S::V v) { return forward_value<S, A>(v); });
+  const auto f = [](typename S::V v) { return forward_value<S, A>(v); };
+  if constexpr (H)
+    map1_residual<S>(y + i, x + i, h + i, n - i, f);
+  else
+    map1<S>(y + i, x + i, n - i, f);
 }
 
 template <class S, Activation A>
@@ -1060,6 +1078,26 @@ void simd_activation_forward(Activation a, float* y, const float* x, size_t n) {
     case Activation::kTanh: forward_math_any<S, Activation::kTanh>(y, x, n); return;
   }
   for (size_t i = 0; i < n; ++i) y[i] = activation_value(a, x[i]);
+}
+
+// y = f(x) + h: a residual block's activation and skip connection in one
+// pass (the same two roundings as the two passes). Helium leaves it to them
+// (null entry, dispatch.cpp): the firmware image stays smaller.
+template <class S>
+void simd_activation_residual(Activation a, float* y, const float* x, const float* h, size_t n) {
+  using V = typename S::V;
+  switch (a) {
+    case Activation::kIdentity: map1_residual<S>(y, x, h, n, [](V v) { return v; }); return;
+    case Activation::kReLU:
+      map1_residual<S>(y, x, h, n, [](V v) { return S::select(S::gt(v, S::zero()), v, S::zero()); });
+      return;
+    case Activation::kSiLU: forward_math<S, Activation::kSiLU, true>(y, x, n, h); return;
+    case Activation::kGeluTanh: forward_math<S, Activation::kGeluTanh, true>(y, x, n, h); return;
+    case Activation::kGeluErf: forward_math<S, Activation::kGeluErf, true>(y, x, n, h); return;
+    case Activation::kSoftplus: forward_math<S, Activation::kSoftplus, true>(y, x, n, h); return;
+    case Activation::kTanh: forward_math<S, Activation::kTanh, true>(y, x, n, h); return;
+  }
+  for (size_t i = 0; i < n; ++i) y[i] = activation_value(a, x[i]) + h[i];
 }
 
 template <class S>
@@ -1243,10 +1281,13 @@ constexpr KernelTable make_table(const char* name) {
                      simd_sum_squares<S>};
 }
 
-template <class S>
+template <class S, bool kFusedResidual = true>
 constexpr ForwardKernels make_forward() {
+  void (*residual)(Activation, float*, const float*, const float*, size_t) = nullptr;
+  if constexpr (kFusedResidual) residual = simd_activation_residual<S>;
   return ForwardKernels{simd_gemm_bias<S>,          simd_gemm_bias_f16<S>, simd_gemm_bias_i8<S>,
-                        simd_activation_forward<S>, simd_sincos<S>,        simd_time_gate<S>};
+                        simd_activation_forward<S>, residual,              simd_sincos<S>,
+                        simd_time_gate<S>};
 }
 
 }  // namespace
