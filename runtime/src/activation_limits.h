@@ -10,18 +10,12 @@
 namespace md {
 namespace math {
 
-constexpr float kSoftplusLinearAbove =
-    20.0f; // softplus(x) = x and its derivative 1 above (PyTorch)
-constexpr float kSoftplusExpFloor =
-    -41.0f; // softplus' e^-|x| floored at e^-41 = 1.6e-18
-constexpr float kSigmoidFloor =
-    -40.0f; // softplus' derivative sigmoid(x) at x >= -40 (4e-18)
-constexpr float kSiLUSaturation =
-    40.0f; // SiLU' is the step (0 or 1) beyond |x| = 40
-constexpr float kGeluTanhSaturation =
-    9.0f; // GELU-tanh' is the step beyond |x| = 9
-constexpr float kGaussianTailSquare =
-    60.0f; // exp(-s) counts as 0 past s = 60 (9e-27): Phi, phi
+constexpr float kSoftplusLinearAbove = 20.0f;  // softplus(x) = x, its derivative 1, above (PyTorch)
+constexpr float kSoftplusExpFloor = -41.0f;    // softplus' e^-|x| floored at e^-41 = 1.6e-18
+constexpr float kSigmoidFloor = -40.0f;        // softplus' derivative sigmoid(x) at x >= -40 (4e-18)
+constexpr float kSiLUSaturation = 40.0f;       // SiLU' is the step (0 or 1) beyond |x| = 40
+constexpr float kGeluTanhSaturation = 9.0f;    // GELU-tanh' is the step beyond |x| = 9
+constexpr float kGaussianTailSquare = 60.0f;   // exp(-s) counts as 0 past s = 60 (9e-27): Phi, phi
 
-} // namespace math
-} // namespace md
+}  // namespace math
+}  // namespace md

@@ -266,14 +266,6 @@ void run_parts(GemmJob* job, void (*part)(void*, uint32_t)) {
 }
 
 #if MD_SPLIT_ELEMENTWISE
-// y = f(x) + h, in one pass or (variants without it) two.
-void activation_residual_range(const ForwardKernels& f, Activation a, float* y, const float* x, const float* h,
-                               size_t n) {
-  if (f.activation_residual != nullptr) return f.activation_residual(a, y, x, h, n);
-  f.activation_forward(a, y, x, n);
-  for (size_t i = 0; i < n; ++i) y[i] += h[i];
-}
-
 // Activations (and their derivatives) over large arrays, split the same way
 // into ranges of whole kSplitElems blocks: an activation is a quarter of a
 // sampling step's time, and on one thread it would cap what the split GEMMs
@@ -318,7 +310,7 @@ void activation_residual_part(void* ctx, uint32_t i) {
   const MapJob& j = *static_cast<const MapJob*>(ctx);
   size_t b, e;
   map_range(j.n, j.parts, i, &b, &e);
-  activation_residual_range(*j.forward, j.act, j.out + b, j.x + b, j.dy + b, e - b);
+  j.forward->activation_residual(j.act, j.out + b, j.x + b, j.dy + b, e - b);
 }
 
 void activation_backward_part(void* ctx, uint32_t i) {
@@ -469,16 +461,17 @@ void activation_forward(Activation a, float* y, const float* x, size_t n) {
 void activation_forward_residual(Activation a, float* y, const float* x, const float* h, size_t n) {
 #if MD_SPLIT_ELEMENTWISE
   const ForwardKernels& f = forward_table(active_index());
-  MapJob job = {a, y, x, h, n, map_parts(n), &f, nullptr};
-  if (job.parts > 1) return g_parallel.run(g_parallel.pool, job.parts, activation_residual_part, &job);
-  activation_residual_range(f, a, y, x, h, n);
-#else
-  // Firmware takes the two passes whatever the variant (the same bits):
-  // neither of its variants (reference, helium) has the fused form, and
-  // every byte of the sampling path counts there.
+  if (f.activation_residual != nullptr) {
+    MapJob job = {a, y, x, h, n, map_parts(n), &f, nullptr};
+    if (job.parts > 1) return g_parallel.run(g_parallel.pool, job.parts, activation_residual_part, &job);
+    return f.activation_residual(a, y, x, h, n);
+  }
+#endif
+  // The two passes (the same bits): variants without the fused form, and
+  // firmware whatever the variant (neither of its variants, reference and
+  // helium, has it, and every byte of the sampling path counts there).
   activation_forward(a, y, x, n);
   for (size_t i = 0; i < n; ++i) y[i] += h[i];
-#endif
 }
 void sincos(const float* a, float* s, float* c, size_t n) { forward_table(active_index()).sincos(a, s, c, n); }
 void time_gate(float* y, const float* u, const float* G, const int32_t* t, int B, int w) {

@@ -122,7 +122,7 @@ float activation_derivative(Activation a, float x) {
     // derivatives are 0 or 1 to within 1e-17, and the formulas would
     // underflow into denormals.
     case Activation::kSiLU: {
-      // (also where sigmoid underflows)
+      // (The limit is also where sigmoid underflows.)
       if (x > math::kSiLUSaturation || x < -math::kSiLUSaturation) return x > 0.0f ? 1.0f : 0.0f;
       const float s = sigmoid(x);
       return s * (1.0f + x * (1.0f - s));

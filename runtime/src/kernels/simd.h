@@ -733,8 +733,7 @@ struct VMath {
   // (1.6e-18, which vanishes in any sum): log1p01's s^2 would underflow into
   // denormals further down, which cost a microcode assist per instruction on
   // Intel cores (softplus of a diverging sampler's inputs ran 2x slower).
-  static inline V exp_nonpositive(V x) { return exp_in_range(S::max(x, S::set1(kSoftplusFloor))); }
-  static constexpr float kSoftplusFloor = math::kSoftplusExpFloor;
+  static inline V exp_nonpositive(V x) { return exp_in_range(S::max(x, S::set1(math::kSoftplusExpFloor))); }
 
   // The core of both, for x in [-87.34, 88.72].
   static inline V exp_in_range(V x) {
@@ -781,10 +780,6 @@ struct VMath {
     return S::select(S::lt(a, S::set1(0.625f)), small, big);
   }
 
-  // Squares past which Gaussian tails exp(-s) count as 0 (exp(-60) = 9e-27):
-  // computing them would underflow.
-  static constexpr float kTailSquare = math::kGaussianTailSquare;
-
   // Phi(x) = (1 + erf(x / sqrt 2)) / 2, accurate in the lower tail too:
   // |z| < 1: 1/2 + erf(z) / 2, erf(z) = z P(z^2) (Chebyshev fit, 1.2e-9);
   // else erfc(|z|) = exp(-z^2) R(1/|z|) (Chebyshev fit on 1/|z| in [1/4, 1],
@@ -817,8 +812,8 @@ struct VMath {
     q = S::fma(q, t, S::set1(0.00015165568581170204f));
     // Beyond z^2 = 60 (|x| > 10.95) erfc / 2 < 1e-27 is 0: exp(-z^2) q there
     // would underflow into denormals (see log1p01).
-    const V half_erfc = S::select(S::gt(z2, S::set1(kTailSquare)), S::zero(),
-                                  S::mul(S::mul(exp(S::neg(S::min(z2, S::set1(kTailSquare)))), q), half));
+    const V half_erfc = S::select(S::gt(z2, S::set1(math::kGaussianTailSquare)), S::zero(),
+                                  S::mul(S::mul(exp(S::neg(S::min(z2, S::set1(math::kGaussianTailSquare)))), q), half));
     const V big = S::select(S::lt(x, S::zero()), half_erfc, S::sub(S::set1(1.0f), half_erfc));
     return S::select(S::lt(a, S::set1(1.0f)), small, big);
   }
@@ -876,8 +871,8 @@ struct VMath {
     } else if constexpr (A == Activation::kGeluErf) {
       // Phi(x) + x phi(x), phi 0 past the tail square as in phi_cdf.
       const V h = S::mul(S::mul(x, x), S::set1(0.5f));
-      const V pdf = S::mul(exp(S::neg(S::min(h, S::set1(kTailSquare)))), S::set1(0.3989422804014327f));
-      return S::fma(x, S::select(S::gt(h, S::set1(kTailSquare)), S::zero(), pdf), phi_cdf(x));
+      const V pdf = S::mul(exp(S::neg(S::min(h, S::set1(math::kGaussianTailSquare)))), S::set1(0.3989422804014327f));
+      return S::fma(x, S::select(S::gt(h, S::set1(math::kGaussianTailSquare)), S::zero(), pdf), phi_cdf(x));
     } else if constexpr (A == Activation::kSoftplus) {
       // sigmoid(x), below -40 sigmoid(-40) = 4e-18 (no denormals)
       const V s = S::div(one, S::add(one, exp(S::neg(S::max(x, S::set1(math::kSigmoidFloor))))));
@@ -959,7 +954,8 @@ inline void map1(float* y, const float* x, size_t n, F f) {
 }
 
 // y[i] = f(x[i]) + h[i] (a residual block's skip connection, added in the
-// same pass); y may alias x.
+// same pass); y may alias x. Not a flag of map1: Helium calls map1's
+// instances out of line, and an extra argument there costs code.
 template <class S, class F>
 inline void map1_residual(float* y, const float* x, const float* h, size_t n, F f) {
   constexpr size_t W = S::W;
@@ -1002,7 +998,7 @@ inline typename T::V backward_value(typename T::V v, typename T::V dy) {
 // Wide, then one at a time. Flattened: Wide's values must stay in registers,
 // which needs every call inlined (GCC's limits otherwise leave them in
 // memory, 2-3x slower).
-// H: plus h[i] (map1).
+// H: plus h[i] (as map1_residual).
 template <class S, Activation A, bool H = false>
 __attribute__((flatten)) inline void forward_math(float* y, const float* x, size_t n, const float* h = nullptr) {
   constexpr size_t W = S::W;
