@@ -51,6 +51,12 @@ struct Avx512 {
   // widths 256-512 and batch 256-2000, 1.16-1.37x at batch 32, 0.98-1.01x at
   // 96-128. gemm_tn_acc measured no steady gain from 12 x 2, 14 x 2 or 8 x 3.
   static constexpr int kNtTile[2] = {12, 2}, kTnTile[2] = {MR, NR};
+  // Except for reductions of up to 128 (a layer of 128 outputs) over at least
+  // 128 rows: the 6 x 4 tile's panel is then at most 32 KiB too, and the wider
+  // tile wins (one-process A/B on a Xeon after the 4x unrolling: 1.05-1.11x at
+  // 128 x 128 from batch 256; 1.03x at batch 128, 0.99x at 64, 0.93-0.95x at
+  // 32; 0.98-1.02x at reductions of 160-512).
+  static constexpr int kNtShortReduction = 128, kNtShortMinRows = 128;
   // The tiles' reduction loop unrolled 4x (burst harness on a Xeon: forward
   // 1.11-1.17x, gemm_tn_acc 1.02-1.07x, gemm_nt 0.95-1.04x).
   static constexpr bool kUnrollReduction = true;

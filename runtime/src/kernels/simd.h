@@ -25,6 +25,9 @@
 //   kUnrollReduction                the tiles' reduction loop unrolled 4x
 //   kNtTile, kTnTile                register tiles {MR, NR} of gemm_nt and
 //                                   gemm_tn_acc (Retiled), if not MR x NR
+//   kNtShortReduction, kNtShortMinRows   (only where kNtTile is not MR x NR)
+//                                   gemm_nt keeps MR x NR for reductions up to
+//                                   this long over at least this many rows
 //   kPackTransposedA                gemm_tn_acc copies X^T into the caller's
 //                                   scratch (if given) from
 //                                   kWeightGradPackMinWidth inputs on
@@ -649,12 +652,24 @@ template <class A, class B>
 struct PickTraits<false, A, B> {
   using T = B;
 };
+template <class A, class B>
+struct IsSame {
+  static constexpr bool value = false;
+};
+template <class A>
+struct IsSame<A, A> {
+  static constexpr bool value = true;
+};
 template <class S, int MR_, int NR_>
 using TiledAs = typename PickTraits<MR_ == S::MR && NR_ == S::NR, S, Retiled<S, MR_, NR_>>::T;
 
 template <class S>
 void simd_gemm_nt(float* dX, const float* dY, const float* Wm, int M, int N, int K) {
-  Gemm<TiledAs<S, S::kNtTile[0], S::kNtTile[1]>>::nt(dX, dY, Wm, M, N, K);
+  using NtTraits = TiledAs<S, S::kNtTile[0], S::kNtTile[1]>;
+  if constexpr (!IsSame<NtTraits, S>::value) {
+    if (N <= S::kNtShortReduction && M >= S::kNtShortMinRows) return Gemm<S>::nt(dX, dY, Wm, M, N, K);
+  }
+  Gemm<NtTraits>::nt(dX, dY, Wm, M, N, K);
 }
 
 template <class S>
