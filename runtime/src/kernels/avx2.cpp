@@ -29,7 +29,7 @@ struct Avx2 {
   // floats = 32 KiB on the stack, streamed from L2) in row blocks of up to
   // 256; gemm_tn_acc's strided X^T takes chunks of 256 x 256 (from 128 x 256:
   // 7-18% faster at batch 256 and 2000, widths 128-512).
-  static constexpr int KC = 512, MC = 256, KCT = 256, MCT = 256;
+  static constexpr int KC = 512, MC = 256, KCT = 256, MCT = 256, KCN = KC;
   static constexpr int kPackRows = 16;   // pack B panels from this many rows
   static constexpr int kNtDotRows = 4;   // gemm_nt: dot products below 4 rows
   static constexpr bool kMaskedTail = true, kIeeeDivSqrt = true;

@@ -32,8 +32,8 @@ struct Avx512 {
   // blocks of up to 256 (A block 256 KiB). gemm_tn_acc's strided X^T in
   // chunks of 128 (on a Xeon, md_bench best of 5 interleaved: 1.01-1.08x
   // over 256 at batch 256-2000; forward and gemm_nt measured no better with
-  // KC 128 or 512, or MC 128).
-  static constexpr int KC = 256, MC = 256, KCT = 128, MCT = 256;
+  // KC 128 or 512, or MC 128). gemm_nt (KCN) in chunks of 128: see kNtTile.
+  static constexpr int KC = 256, MC = 256, KCT = 128, MCT = 256, KCN = 128;
   static constexpr int kPackRows = 16;   // pack B panels from this many rows
   static constexpr int kNtDotRows = 4;   // gemm_nt: dot products below 4 rows
   static constexpr bool kMaskedTail = true, kIeeeDivSqrt = true;
@@ -46,17 +46,15 @@ struct Avx512 {
   // X^T read in place: packing it measured 0.81-0.88x at 256 inputs and
   // 0.92-1.00x at 512 on a Xeon (interleaved best of 5).
   static constexpr bool kPackTransposedA = false;
-  // gemm_nt in 12 x 2 tiles (its B panel, W^T packed, then 32 KiB, inside
-  // the 48 KiB L1 of a Xeon): md_bench best of 5 interleaved, 1.06-1.14x at
-  // widths 256-512 and batch 256-2000, 1.16-1.37x at batch 32, 0.98-1.01x at
-  // 96-128. gemm_tn_acc measured no steady gain from 12 x 2, 14 x 2 or 8 x 3.
-  static constexpr int kNtTile[2] = {12, 2}, kTnTile[2] = {MR, NR};
-  // Except for reductions of up to 128 (a layer of 128 outputs) over at least
-  // 128 rows: the 6 x 4 tile's panel is then at most 32 KiB too, and the wider
-  // tile wins (one-process A/B on a Xeon after the 4x unrolling: 1.05-1.11x at
-  // 128 x 128 from batch 256; 1.03x at batch 128, 0.99x at 64, 0.93-0.95x at
-  // 32; 0.98-1.02x at reductions of 160-512).
-  static constexpr int kNtShortReduction = 128, kNtShortMinRows = 128;
+  // gemm_nt: 6 x 4 tiles over chunks of 128 (its packed W^T panel 128 x 64
+  // floats = 32 KiB, inside the 48 KiB L1 of a Xeon) from 64 rows on, and
+  // 12 x 2 tiles below (batch 32). One-process A/B on a Xeon (best of 7
+  // interleaved bursts) against 12 x 2 over chunks of 256: 1.04-1.07x at
+  // widths 256-512 and batch 128-256, 1.03-1.04x at batch 2000, 1.05-1.11x at
+  // 128 x 128 from batch 256, but 0.92x at batch 32 (0.99-1.03x at 64). At
+  // batch 32, 12 x 2 over chunks of 128 ran 1.06-1.07x at widths 256-512.
+  // gemm_tn_acc measured no steady gain from 12 x 2, 14 x 2, 8 x 3 or 4 x 6.
+  static constexpr int kNtTile[2] = {12, 2}, kNtTileBelowRows = 64, kTnTile[2] = {MR, NR};
   // The tiles' reduction loop unrolled 4x (burst harness on a Xeon: forward
   // 1.11-1.17x, gemm_tn_acc 1.02-1.07x, gemm_nt 0.95-1.04x).
   static constexpr bool kUnrollReduction = true;

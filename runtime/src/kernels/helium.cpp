@@ -37,7 +37,7 @@ struct Helium {
   // Chunks for small caches / TCM: packed B panel KC x NR*4 floats = 4 KiB
   // on the stack (the firmware's main stack is 16 KiB), A blocks of 64 rows
   // x 128 (32 KiB).
-  static constexpr int KC = 128, MC = 64, KCT = 128, MCT = 64;
+  static constexpr int KC = 128, MC = 64, KCT = 128, MCT = 64, KCN = KC;
   static constexpr int kPackRows = 16;   // pack B panels from this many rows
   static constexpr int kNtDotRows = 2;   // gemm_nt: dot products below 2 rows
   static constexpr bool kMaskedTail = true;  // tail predication is cheap

@@ -30,7 +30,7 @@ struct Neon {
 #endif
   // Chunks: packed B panel KC x NR*4 floats <= 16 KiB on the stack (small
   // stacks on embedded Linux), A blocks of 256 rows.
-  static constexpr int KC = 256, MC = 256, KCT = 256, MCT = 256;
+  static constexpr int KC = 256, MC = 256, KCT = 256, MCT = 256, KCN = KC;
   static constexpr int kPackRows = 16;   // pack B panels from this many rows
   static constexpr int kNtDotRows = 2;   // gemm_nt: dot products below 2 rows
   static constexpr bool kMaskedTail = false;  // column tails in scalar code

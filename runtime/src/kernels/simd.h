@@ -14,7 +14,8 @@
 //   kAccumulators, kVectorRegisters vector registers for accumulators, in all
 //   kFmaReadsMemory                 fma can take an operand from memory
 //   KC, MC (KCT, MCT for X^T)       reduction chunk (B panel KC x NR*W floats,
-//                                   packed on the stack), rows per block
+//                                   packed on the stack), rows per block;
+//   KCN                             gemm_nt's reduction chunk (<= KC)
 //   kPackRows, kNtDotRows           pack B from this many rows; gemm_nt by
 //                                   dot products below this many
 //   kMaskedTail                     load_n/store_n are cheap (hardware masks):
@@ -23,11 +24,11 @@
 //   kNarrowDots                     gemm_bias with N < W columns by dot
 //                                   products (narrow())
 //   kUnrollReduction                the tiles' reduction loop unrolled 4x
-//   kNtTile, kTnTile                register tiles {MR, NR} of gemm_nt and
-//                                   gemm_tn_acc (Retiled), if not MR x NR
-//   kNtShortReduction, kNtShortMinRows   (only where kNtTile is not MR x NR)
-//                                   gemm_nt keeps MR x NR for reductions up to
-//                                   this long over at least this many rows
+//   kTnTile                         register tile {MR, NR} of gemm_tn_acc
+//                                   (Retiled), if not MR x NR
+//   kNtTile, kNtTileBelowRows       gemm_nt's register tile for fewer rows
+//                                   than kNtTileBelowRows (only read where
+//                                   kNtTile is not MR x NR)
 //   kPackTransposedA                gemm_tn_acc copies X^T into the caller's
 //                                   scratch (if given) from
 //                                   kWeightGradPackMinWidth inputs on
@@ -364,7 +365,7 @@ struct Gemm {
     const bool pack = TB || M >= S::kPackRows;
     // X^T (gemm_tn_acc) reads one cache line per reduction step, from rows a
     // power-of-two stride apart: it gets its own, smaller chunks.
-    constexpr int kc = AT ? S::KCT : S::KC;
+    constexpr int kc = AT ? S::KCT : (TB ? S::KCN : S::KC);
     const int mc = rows_per_block(M, AT ? S::MCT : S::MC);
     static_assert(kc <= S::KC, "the panel holds KC rows");
     float panel[S::KC * NB];
@@ -665,11 +666,11 @@ using TiledAs = typename PickTraits<MR_ == S::MR && NR_ == S::NR, S, Retiled<S, 
 
 template <class S>
 void simd_gemm_nt(float* dX, const float* dY, const float* Wm, int M, int N, int K) {
-  using NtTraits = TiledAs<S, S::kNtTile[0], S::kNtTile[1]>;
-  if constexpr (!IsSame<NtTraits, S>::value) {
-    if (N <= S::kNtShortReduction && M >= S::kNtShortMinRows) return Gemm<S>::nt(dX, dY, Wm, M, N, K);
+  using FewRows = TiledAs<S, S::kNtTile[0], S::kNtTile[1]>;
+  if constexpr (!IsSame<FewRows, S>::value) {
+    if (M < S::kNtTileBelowRows) return Gemm<FewRows>::nt(dX, dY, Wm, M, N, K);
   }
-  Gemm<NtTraits>::nt(dX, dY, Wm, M, N, K);
+  Gemm<S>::nt(dX, dY, Wm, M, N, K);
 }
 
 template <class S>
