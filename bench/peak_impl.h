@@ -10,6 +10,10 @@ static uint64_t peak_chains(uint64_t iters, float* sink) {
   for (int j = 0; j < C; ++j) acc[j] = SET1(one + 0.001f * j);
   const V m = SET1(mul), c = SET1(add);
   for (uint64_t i = 0; i < iters; ++i) {
+    // Fully unrolled at every count: GCC 12 leaves 24 chains a loop, which
+    // keeps the accumulators in memory (24 chains then measured 77 GFLOP/s
+    // against 216 for 16 on AVX-512).
+#pragma GCC unroll 32
     for (int j = 0; j < C; ++j) acc[j] = MADD(acc[j], m, c);
   }
   V s = acc[0];
