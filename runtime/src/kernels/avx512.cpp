@@ -31,8 +31,9 @@ struct Avx512 {
   // streamed from L2: fewer passes over C than an L1-sized panel) in row
   // blocks of up to 256 (A block 256 KiB). gemm_tn_acc's strided X^T in
   // chunks of 128 (on a Xeon, md_bench best of 5 interleaved: 1.01-1.08x
-  // over 256 at batch 256-2000; forward and gemm_nt measured no better with
-  // KC 128 or 512, or MC 128). gemm_nt (KCN) in chunks of 128: see kNtTile.
+  // over 256 at batch 256-2000; the forward product measured no better with
+  // KC 128 or 512, or MC 128 or 512). gemm_nt (KCN) in chunks of 128: see
+  // kNtTile.
   static constexpr int KC = 256, MC = 256, KCT = 128, MCT = 256, KCN = 128;
   static constexpr int kPackRows = 16;   // pack B panels from this many rows
   static constexpr int kNtDotRows = 4;   // gemm_nt: dot products below 4 rows
