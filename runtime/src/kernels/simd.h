@@ -653,22 +653,13 @@ template <class A, class B>
 struct PickTraits<false, A, B> {
   using T = B;
 };
-template <class A, class B>
-struct IsSame {
-  static constexpr bool value = false;
-};
-template <class A>
-struct IsSame<A, A> {
-  static constexpr bool value = true;
-};
 template <class S, int MR_, int NR_>
 using TiledAs = typename PickTraits<MR_ == S::MR && NR_ == S::NR, S, Retiled<S, MR_, NR_>>::T;
 
 template <class S>
 void simd_gemm_nt(float* dX, const float* dY, const float* Wm, int M, int N, int K) {
-  using FewRows = TiledAs<S, S::kNtTile[0], S::kNtTile[1]>;
-  if constexpr (!IsSame<FewRows, S>::value) {
-    if (M < S::kNtTileBelowRows) return Gemm<FewRows>::nt(dX, dY, Wm, M, N, K);
+  if constexpr (S::kNtTile[0] != S::MR || S::kNtTile[1] != S::NR) {
+    if (M < S::kNtTileBelowRows) return Gemm<Retiled<S, S::kNtTile[0], S::kNtTile[1]>>::nt(dX, dY, Wm, M, N, K);
   }
   Gemm<S>::nt(dX, dY, Wm, M, N, K);
 }
