@@ -141,13 +141,13 @@ void BM_Gemm(benchmark::State& state, const KernelTable* t, Gemm kind, int M, in
   const Floats X = random_vector(static_cast<size_t>(M) * K, 1), W = random_vector(static_cast<size_t>(K) * N, 2),
                b = random_vector(N, 3), dY = random_vector(static_cast<size_t>(M) * N, 4);
   Floats Y(static_cast<size_t>(M) * N), dX(static_cast<size_t>(M) * K), dW(static_cast<size_t>(K) * N);
-  // The weight gradient gets the packing scratch a Trainer reserves for a layer of K inputs.
+  // Both backward products get the packing scratch a Trainer reserves for a layer of K inputs.
   Floats pack_buffer(md::weight_grad_pack_floats(static_cast<uint32_t>(K)));
   float* pack = pack_buffer.empty() ? nullptr : pack_buffer.data();
   for (auto _ : state) {
     switch (kind) {
       case Gemm::kForward: t->gemm_bias(Y.data(), X.data(), W.data(), b.data(), M, K, N); break;
-      case Gemm::kInputGrad: t->gemm_nt(dX.data(), dY.data(), W.data(), M, N, K); break;
+      case Gemm::kInputGrad: t->gemm_nt(dX.data(), dY.data(), W.data(), M, N, K, pack, pack_buffer.size()); break;
       case Gemm::kWeightGrad: t->gemm_tn_acc(dW.data(), X.data(), dY.data(), M, K, N, 0, K, pack); break;
     }
     benchmark::ClobberMemory();

@@ -138,7 +138,7 @@ struct Shape {
 const Shape kLargeShapes[] = {{256, 96, 128}, {256, 128, 128}, {256, 128, 2}, {32, 128, 128}, {2000, 2, 128},
                               {67, 300, 130}, {13, 517, 515}, {3, 128, 128}, {1, 512, 512}, {5, 1, 700},
                               {130, 257, 67}, {1, 7, 1},       {2, 600, 97},  {4, 33, 400},   {600, 530, 40},
-                              {5, 40, 401},  {2, 70, 400},
+                              {5, 40, 401},  {2, 70, 400},   {520, 72, 150},
                               // narrow outputs (N < the vector width: dot products along K) with
                               // every column count of that path, row remainders and K tails
                               {37, 70, 3},   {9, 33, 4},    {21, 8, 2},    {11, 17, 4},   {2000, 128, 2}};
@@ -200,8 +200,8 @@ void check_gemms(const KernelTable& t, const KernelTable& ref, const std::string
     Guarded DX(MK, side);
     std::vector<float> want(MK, kSentinel);
     for (size_t i = 0; i < MK; ++i) DX[i] = kSentinel;
-    t.gemm_nt(DX.data(), DY.data(), Wm.data(), M, N, K);
-    ref.gemm_nt(want.data(), dy.data(), w.data(), M, N, K);
+    t.gemm_nt(DX.data(), DY.data(), Wm.data(), M, N, K, nullptr, 0);
+    ref.gemm_nt(want.data(), dy.data(), w.data(), M, N, K, nullptr, 0);
     std::vector<double> bound(MK);
     for (int i = 0; i < M; ++i)
       for (int k = 0; k < K; ++k) {
@@ -210,6 +210,29 @@ void check_gemms(const KernelTable& t, const KernelTable& ref, const std::string
         bound[i * K + k] = s;
       }
     expect_close_gemm(shape_name(variant, "gemm_nt", M, K, N, side), DX.data(), want.data(), bound, MK, K);
+
+    // With panel scratch (K x kWeightGradPackRows floats, what the trainer
+    // gives from 256 inputs, against a guard page), and with too little to
+    // use (16): the same bits. Only avx512 keeps W^T panels in it, when the
+    // rows take several row blocks (certainly from 512 rows) and a chunk's
+    // panels fit (128 x K rounded up to 64 columns: certainly from K = 64);
+    // the others never.
+    const size_t cache_floats = static_cast<size_t>(K) * md::kWeightGradPackRows;
+    for (const size_t given : {cache_floats, size_t{16}}) {
+      Guarded cached(MK, side), cache(given, Guarded::Side::kEnd);
+      for (size_t i = 0; i < given; ++i) cache[i] = kSentinel;
+      t.gemm_nt(cached.data(), DY.data(), Wm.data(), M, N, K, cache.data(), given);
+      const std::string what = shape_name(variant, "gemm_nt with panel scratch", M, K, N, side) + " of " +
+                               std::to_string(given) + " floats";
+      EXPECT_EQ(0, std::memcmp(cached.data(), DX.data(), MK * sizeof(float)))
+          << what << ": not the same bits as without";
+      bool cache_written = false;
+      for (size_t i = 0; i < given && !cache_written; ++i) cache_written = !std::isnan(cache[i]);
+      if (given == cache_floats && variant == "avx512" && M >= 512 && K >= 64 && N > 0)
+        EXPECT_TRUE(cache_written) << what << ": not used";
+      else if (variant != "avx512" || given < cache_floats)
+        EXPECT_FALSE(cache_written) << what << ": written";
+    }
   }
   // gemm_tn_acc: dW (K, N) += X (M, K)^T . dY (M, N)
   {

@@ -120,6 +120,30 @@ TEST(Parallel, PackedWeightGradientSplitsGiveTheSameBits) {
   ASSERT_TRUE(md::set_parallel_for(nullptr).ok());
 }
 
+// gemm_nt through the dispatcher with a hook: each part of the rows gets its
+// own slice of the scratch (at 2 workers big enough for avx512's W^T panel
+// cache, at 3 and 7 not).
+TEST(Parallel, InputGradientSplitsWithScratchGiveTheSameBits) {
+  const int M = 1100, K = 512, N = 200;
+  const std::vector<float> dY = random_vector(M * N, 1), W = random_vector(K * N, 2);
+  std::vector<float> pack(md::weight_grad_pack_floats(static_cast<uint32_t>(K)));
+  std::vector<float> serial(static_cast<size_t>(M) * K), serial_packed(serial.size());
+  md::kernels::gemm_nt(serial.data(), dY.data(), W.data(), M, N, K);
+  md::kernels::gemm_nt(serial_packed.data(), dY.data(), W.data(), M, N, K, pack.empty() ? nullptr : pack.data());
+  EXPECT_EQ(0, std::memcmp(serial_packed.data(), serial.data(), sizeof(float) * serial.size()));
+  ReverseOrder reverse;
+  for (uint32_t workers : {2u, 3u, 7u}) {
+    const md::ParallelFor hook = reverse.hook(workers);
+    ASSERT_TRUE(md::set_parallel_for(&hook).ok());
+    std::vector<float> split(serial.size());
+    const uint32_t before = reverse.parts;
+    md::kernels::gemm_nt(split.data(), dY.data(), W.data(), M, N, K, pack.empty() ? nullptr : pack.data());
+    EXPECT_EQ(reverse.parts - before, workers) << "split into one part per worker";
+    EXPECT_EQ(0, std::memcmp(split.data(), serial.data(), sizeof(float) * serial.size())) << workers << " workers";
+  }
+  ASSERT_TRUE(md::set_parallel_for(nullptr).ok());
+}
+
 TEST(Parallel, AnyNumberOfWorkersGivesTheSameBits) {
   const md::ModelDesc desc = md::preset_default(2, 20);  // T = 20: quick under emulation too
   const std::vector<float> serial = train_and_sample(desc, 256);

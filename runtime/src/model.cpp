@@ -307,7 +307,7 @@ void model_backward(const Model& m, const int32_t* t, uint32_t batch, const floa
       case LayerKind::kLinear:
         kernels::gemm_tn_acc(grad_of(l, TensorRole::kWeight), h, d_cur, B, in, out, w_pack);
         kernels::colsum_acc(grad_of(l, TensorRole::kBias), d_cur, B, out);
-        if (need_input_grad) kernels::gemm_nt(d_prev, d_cur, m.tensor(l, TensorRole::kWeight), B, out, in);
+        if (need_input_grad) kernels::gemm_nt(d_prev, d_cur, m.tensor(l, TensorRole::kWeight), B, out, in, w_pack);
         break;
       case LayerKind::kActivation:
         kernels::activation_backward(L.act, d_prev, h, d_cur, n);
@@ -317,7 +317,7 @@ void model_backward(const Model& m, const int32_t* t, uint32_t batch, const floa
         kernels::gemm_tn_acc(grad_of(l, TensorRole::kWeight), h, d_z, B, in, out, w_pack);
         kernels::colsum_acc(grad_of(l, TensorRole::kBias), d_z, B, out);
         if (need_input_grad) {
-          kernels::gemm_nt(d_prev, d_z, m.tensor(l, TensorRole::kWeight), B, out, in);
+          kernels::gemm_nt(d_prev, d_z, m.tensor(l, TensorRole::kWeight), B, out, in, w_pack);
           for (size_t i = 0; i < n; ++i) d_prev[i] += d_cur[i];
         }
         break;
@@ -327,7 +327,7 @@ void model_backward(const Model& m, const int32_t* t, uint32_t batch, const floa
                                     m.tensor(l, TensorRole::kTable), t, B, out);
         kernels::gemm_tn_acc(grad_of(l, TensorRole::kWeight), h, d_z, B, in, out, w_pack);
         kernels::colsum_acc(grad_of(l, TensorRole::kBias), d_z, B, out);
-        if (need_input_grad) kernels::gemm_nt(d_prev, d_z, m.tensor(l, TensorRole::kWeight), B, out, in);
+        if (need_input_grad) kernels::gemm_nt(d_prev, d_z, m.tensor(l, TensorRole::kWeight), B, out, in, w_pack);
         break;
       }
       case LayerKind::kTimeAdd: {

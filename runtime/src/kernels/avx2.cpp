@@ -32,6 +32,7 @@ struct Avx2 {
   static constexpr int KC = 512, MC = 256, KCT = 256, MCT = 256, KCN = KC;
   static constexpr int kPackRows = 16;   // pack B panels from this many rows
   static constexpr int kNtDotRows = 4;   // gemm_nt: dot products below 4 rows
+  static constexpr bool kNtPanelCache = false;   // gemm_nt: W^T panels packed per row block
   static constexpr bool kMaskedTail = true, kIeeeDivSqrt = true;
   static constexpr bool kWidenF16 = true, kWidenI8 = true;  // F16C: dispatch.cpp checks it with AVX2
   static inline V load_f16(const uint16_t* p) {

@@ -234,7 +234,8 @@ struct GemmJob {
   const float* bias;
   int M, K, N;
   uint32_t parts;
-  float* pack = nullptr;  // gemm_tn_acc's scratch: part i takes rows [r0, r1) x kWeightGradPackRows
+  float* pack = nullptr;  // gemm_tn_acc's scratch: part i takes rows [r0, r1) x kWeightGradPackRows;
+                          // gemm_nt's: part i takes the i-th of `parts` equal slices
 };
 
 void gemm_bias_part(void* ctx, uint32_t i) {
@@ -249,8 +250,9 @@ void gemm_nt_part(void* ctx, uint32_t i) {  // dX (M, K) = dY (M, N) . W^T: M ro
   const GemmJob& j = *static_cast<const GemmJob*>(ctx);
   int r0, r1;
   part_rows(j.M, i, j.parts, &r0, &r1);
+  const size_t slice = j.pack != nullptr ? weight_grad_pack_floats(static_cast<uint32_t>(j.K)) / j.parts : 0;
   j.table->gemm_nt(j.out + static_cast<size_t>(r0) * j.K, j.a + static_cast<size_t>(r0) * j.N, j.b, r1 - r0, j.N,
-                   j.K);
+                   j.K, j.pack != nullptr ? j.pack + i * slice : nullptr, slice);
 }
 
 void gemm_tn_acc_part(void* ctx, uint32_t i) {  // dW (K, N) += X^T dY: K rows
@@ -437,10 +439,11 @@ void gemm_bias_i8(float* Y, const float* X, const int8_t* W, const float* scales
 #endif
   f.gemm_bias_i8(Y, X, W, scales, b, M, K, N);
 }
-void gemm_nt(float* dX, const float* dY, const float* W, int M, int N, int K) {
+void gemm_nt(float* dX, const float* dY, const float* W, int M, int N, int K, float* pack) {
   const KernelTable& t = active_table();
-  GemmJob job = {&t, nullptr, dX, dY, W, nullptr, M, K, N, split_parts(M, M, K, N)};
-  if (job.parts <= 1) return t.gemm_nt(dX, dY, W, M, N, K);
+  GemmJob job = {&t, nullptr, dX, dY, W, nullptr, M, K, N, split_parts(M, M, K, N), pack};
+  if (job.parts <= 1)
+    return t.gemm_nt(dX, dY, W, M, N, K, pack, pack != nullptr ? weight_grad_pack_floats(static_cast<uint32_t>(K)) : 0);
   run_parts(&job, gemm_nt_part);
 }
 void gemm_tn_acc(float* dW, const float* X, const float* dY, int M, int K, int N, float* pack) {

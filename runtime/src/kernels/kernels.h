@@ -21,8 +21,11 @@ namespace kernels {
 
 // Y (M, N) = X (M, K) . W (K, N) + b (N); b may be null.
 void gemm_bias(float* Y, const float* X, const float* W, const float* b, int M, int K, int N);
-// dX (M, K) = dY (M, N) . W (K, N)^T
-void gemm_nt(float* dX, const float* dY, const float* W, int M, int N, int K);
+// dX (M, K) = dY (M, N) . W (K, N)^T. `pack`: null, or
+// weight_grad_pack_floats(K) floats of scratch (the same as gemm_tn_acc's)
+// that a variant may keep a chunk's transposed W panels in across row blocks;
+// bit-identical either way.
+void gemm_nt(float* dX, const float* dY, const float* W, int M, int N, int K, float* pack = nullptr);
 // dW (K, N) += X (M, K)^T . dY (M, N). `pack`: null, or K * kWeightGradPackRows
 // floats of scratch (model.h: weight_grad_pack_floats) that the vector
 // variants copy X^T into when K >= kWeightGradPackMinWidth; bit-identical
@@ -134,7 +137,10 @@ float activation_derivative(Activation a, float x);
 struct KernelTable {
   const char* name;
   void (*gemm_bias)(float* Y, const float* X, const float* W, const float* b, int M, int K, int N);
-  void (*gemm_nt)(float* dX, const float* dY, const float* W, int M, int N, int K);
+  // cache: null, or cache_floats floats of scratch (AVX-512 keeps a chunk's
+  // packed W^T panels there when the rows take several row blocks).
+  void (*gemm_nt)(float* dX, const float* dY, const float* W, int M, int N, int K, float* cache,
+                  size_t cache_floats);
   // Rows [k_begin, k_end) of dW only (the parallel split cuts dW's rows);
   // pack: null, or (k_end - k_begin) * kWeightGradPackRows floats.
   void (*gemm_tn_acc)(float* dW, const float* X, const float* dY, int M, int K, int N, int k_begin, int k_end,

@@ -355,7 +355,8 @@ struct Gemm {
   // panel) once enough rows reuse it.
   template <bool AT, bool TB>
   static void run(float* C, size_t ldc, const float* A, size_t lda, const float* B, size_t ldb, int M, int P, int N,
-                  bool accumulate, const float* bias, float* apack = nullptr) {
+                  bool accumulate, const float* bias, float* apack = nullptr, float* bcache = nullptr,
+                  size_t bcache_floats = 0) {
     if (M <= 0 || N <= 0) return;
     if (P <= 0) {
       if (!accumulate) fill_rows(C, ldc, M, N, bias);
@@ -392,11 +393,17 @@ struct Gemm {
       }
     }
     if (!AT || !S::kPackTransposedA || lda < kWeightGradPackMinWidth) apack = nullptr;
+    // TB over several row blocks: each chunk's W^T panels are transposed once,
+    // side by side in bcache (column block c0 at c0 * kc), and reused by the
+    // later row blocks, if the caller gave room for a chunk's full width.
+    const bool cache_b = TB && S::kNtPanelCache && bcache != nullptr && mc < M &&
+                         static_cast<size_t>(kc) * ((N + NB - 1) / NB * NB) <= bcache_floats;
     sweep<AT>(C, ldc, A, lda, M, P, N, accumulate, bias, kc, mc, pack ? kBPadded : kBMasked, apack,
-              [&](int p0, int pn, int c0, int nc, size_t* ldbb) -> const float* {
+              [&](int p0, int pn, int m0, int c0, int nc, size_t* ldbb) -> const float* {
                 if (TB) {
-                  pack_transposed(panel, B + static_cast<size_t>(c0) * ldb + p0, ldb, pn, nc);
-                  return panel;
+                  float* dst = cache_b ? bcache + static_cast<size_t>(c0) * kc : panel;
+                  if (!cache_b || m0 == 0) pack_transposed(dst, B + static_cast<size_t>(c0) * ldb + p0, ldb, pn, nc);
+                  return dst;
                 }
                 if (pack) {
                   pack_panel(panel, B + static_cast<size_t>(p0) * ldb + c0, ldb, pn, nc);
@@ -408,9 +415,10 @@ struct Gemm {
   }
 
   // The blocked loop of run() and run_widened(): reduction chunks of kc, row
-  // blocks of mc, column blocks of NB. b_block(p0, pn, c0, nc, &ldb) gives
-  // the block of B (rows p0.., columns c0..) the tiles read: a panel it
-  // packed (row stride NB, the default of ldb) or B itself (setting ldb).
+  // blocks of mc, column blocks of NB. b_block(p0, pn, m0, c0, nc, &ldb)
+  // gives the block of B (rows p0.., columns c0..) the tiles of the row block
+  // from m0 read: a panel it packed (row stride NB, the default of ldb) or B
+  // itself (setting ldb).
   // apack (AT only; null: A is read in place): scratch of mc x kc floats that
   // each A block is first copied into as slivers of MR rows (pack_slivers),
   // every tile then reading its own contiguous sliver. The tiles do the same
@@ -428,7 +436,7 @@ struct Gemm {
         for (int c0 = 0; c0 < N; c0 += NB) {
           const int nc = N - c0 < NB ? N - c0 : NB;
           size_t ldbb = NB;
-          const float* Bb = b_block(p0, pn, c0, nc, &ldbb);
+          const float* Bb = b_block(p0, pn, m0, c0, nc, &ldbb);
           float* Cb = C + static_cast<size_t>(m0) * ldc + c0;
           if (AT && apack != nullptr) {
             for (int r = 0; r < mn; r += S::MR) {
@@ -485,7 +493,7 @@ struct Gemm {
     }
     float panel[S::KC * NB];
     sweep<false>(C, N, A, P, M, P, N, false, bias, S::KC, rows_per_block(M, S::MC), kBPadded, nullptr,
-                 [&](int p0, int pn, int c0, int nc, size_t*) -> const float* {
+                 [&](int p0, int pn, int, int c0, int nc, size_t*) -> const float* {
                    widen(panel, p0, pn, c0, nc);
                    return panel;
                  });
@@ -584,12 +592,13 @@ struct Gemm {
   // dX (M, K) = dY (M, N) . W (K, N)^T: the driver with B = W^T (packed
   // transposed), or dot products for very few rows (where packing would cost
   // as much as the product).
-  static void nt(float* dX, const float* dY, const float* Wm, int M, int N, int K) {
+  static void nt(float* dX, const float* dY, const float* Wm, int M, int N, int K, float* cache,
+                 size_t cache_floats) {
     if (M > 0 && K > 0 && N > 0 && M < S::kNtDotRows) {
       nt_dot(dX, dY, Wm, M, N, K);
       return;
     }
-    run<false, true>(dX, K, dY, N, Wm, N, M, N, K, false, nullptr);
+    run<false, true>(dX, K, dY, N, Wm, N, M, N, K, false, nullptr, nullptr, cache, cache_floats);
   }
 
   // panel[p][c] = W[c][p] for p < pn, c < nc (W's rows N apart): T x T
@@ -672,11 +681,13 @@ template <class S, int MR_, int NR_>
 using TiledAs = typename PickTraits<MR_ == S::MR && NR_ == S::NR, S, Retiled<S, MR_, NR_>>::T;
 
 template <class S>
-void simd_gemm_nt(float* dX, const float* dY, const float* Wm, int M, int N, int K) {
+void simd_gemm_nt(float* dX, const float* dY, const float* Wm, int M, int N, int K, float* cache,
+                  size_t cache_floats) {
   if constexpr (S::kNtTile[0] != S::MR || S::kNtTile[1] != S::NR) {
-    if (M < S::kNtTileBelowRows) return Gemm<Retiled<S, S::kNtTile[0], S::kNtTile[1]>>::nt(dX, dY, Wm, M, N, K);
+    if (M < S::kNtTileBelowRows)
+      return Gemm<Retiled<S, S::kNtTile[0], S::kNtTile[1]>>::nt(dX, dY, Wm, M, N, K, cache, cache_floats);
   }
-  Gemm<S>::nt(dX, dY, Wm, M, N, K);
+  Gemm<S>::nt(dX, dY, Wm, M, N, K, cache, cache_floats);
 }
 
 template <class S>
