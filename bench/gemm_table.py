@@ -46,30 +46,25 @@ def main():
     ap.add_argument("--tables", type=int, default=1, help="measure the whole table this many times, then summarise")
     args = ap.parse_args()
 
-    percents = collections.OrderedDict()  # (kind, M, K, N, variant) -> [% of peak per table]
+    summary = collections.OrderedDict()  # (kind, M, K, N) -> {variant: [% of peak per table]}
+    variants = []
     for t in range(args.tables):
         if args.tables > 1:
             print("%stable %d of %d" % ("\n" if t else "", t + 1, args.tables))
             sys.stdout.flush()
-        for key, pct in table(args).items():
-            percents.setdefault(key, []).append(pct)
-    if args.tables > 1 and percents:
+        for (kind, M, K, N, v), pct in table(args).items():
+            summary.setdefault((kind, M, K, N), {}).setdefault(v, []).append(pct)
+            if v not in variants:
+                variants.append(v)
+    if args.tables > 1 and summary:
         print("\nsummary over %d tables: %% of the table's own peak, median (lowest-highest)" % args.tables)
-        variants = []
-        for key in percents:
-            if key[4] not in variants:
-                variants.append(key[4])
         print("  %-12s %5s %4s %4s " % ("kernel", "M", "K", "N") + "".join("%22s" % v for v in variants))
-        cells = collections.OrderedDict()
-        for (kind, M, K, N, v), pcts in percents.items():
-            cells.setdefault((kind, M, K, N), {})[v] = pcts
-        for (kind, M, K, N), per in cells.items():
+        for (kind, M, K, N), per in summary.items():
             out = []
             for v in variants:
                 p = sorted(per.get(v, []))
                 out.append("%22s" % ("%.1f (%.1f-%.1f)" % (statistics.median(p), p[0], p[-1]) if p else "-"))
             print("  %-12s %5d %4d %4d " % (kind, M, K, N) + "".join(out))
-
 
 def table(args):
     """Measures and prints one best-of-reps table; returns {(kind, M, K, N, variant): % of peak}."""
@@ -114,10 +109,11 @@ def table(args):
                     cells.append("%20s" % "-")
                     continue
                 p = peak.get(VARIANT_ISA.get(v, v), 0.0)
-                cell = "%.1f" % per[v] + (" (%.0f%%)" % (100.0 * per[v] / p) if p > 0 else "")
-                cells.append("%20s" % cell)
+                cell = "%.1f" % per[v]
                 if p > 0:
                     percents[(kind, M, K, N, v)] = 100.0 * per[v] / p
+                    cell += " (%.0f%%)" % percents[(kind, M, K, N, v)]
+                cells.append("%20s" % cell)
             print("  %-12s %5d %4d %4d " % (kind, M, K, N) + "".join(cells))
     sys.stdout.flush()
     return percents

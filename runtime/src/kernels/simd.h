@@ -465,7 +465,7 @@ struct Gemm {
   // in L1 from one sliver to the next. Written step by step across all
   // slivers instead, every step stored into mn / MR places a sliver apart
   // (kilobytes: the same few L1 sets), each store missing L1; on a Xeon that
-  // made the copy cost AVX2's gemm_tn_acc 3-7% (one-process A/B, best of 5
+  // made the copy cost AVX2's gemm_tn_acc 2-7% (one-process A/B, best of 5
   // interleaved bursts, batch 256-2000, widths 256-512). A step's MR floats
   // go as one whole vector whose W - MR lanes past them land on the next
   // steps of the same sliver, which are written after it; the last
