@@ -87,7 +87,7 @@ namespace {
 // NR*W; each (chunk, column block) panel of B is packed contiguously on the
 // stack and swept by every row tile of the block. Tuned with
 // bench/gemm_table.py on Zen 4 (AVX-512: about 80-95% of the FMA peak at batch
-// >= 256 and widths 96-512) and Zen 3 (AVX2: see the README's Speed section).
+// >= 256 and widths 96-512) and Zen 3 (AVX2), retuned on a Xeon: docs/PERFORMANCE.md.
 // Small shapes take their own paths: few rows (a batch of 1-5: few_rows,
 // wide column blocks), a batch of 1-4 in gemm_tn_acc (short_reduction, a
 // rank-P update) and gemm_nt with 1-3 rows (nt_dot, dot products). Given
