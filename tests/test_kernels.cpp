@@ -138,7 +138,7 @@ struct Shape {
 const Shape kLargeShapes[] = {{256, 96, 128}, {256, 128, 128}, {256, 128, 2}, {32, 128, 128}, {2000, 2, 128},
                               {67, 300, 130}, {13, 517, 515}, {3, 128, 128}, {1, 512, 512}, {5, 1, 700},
                               {130, 257, 67}, {1, 7, 1},       {2, 600, 97},  {4, 33, 400},   {600, 530, 40},
-                              {5, 40, 401},  {2, 70, 400},   {520, 72, 150},
+                              {5, 40, 401},  {2, 70, 400},   {520, 72, 150}, {300, 520, 200},
                               // narrow outputs (N < the vector width: dot products along K) with
                               // every column count of that path, row remainders and K tails
                               {37, 70, 3},   {9, 33, 4},    {21, 8, 2},    {11, 17, 4},   {2000, 128, 2}};
@@ -253,7 +253,9 @@ void check_gemms(const KernelTable& t, const KernelTable& ref, const std::string
     // With packing scratch (exactly K x kWeightGradPackRows floats, against
     // a guard page): the same bits. Variants whose trait says so (avx2) copy
     // X^T into it from kWeightGradPackMinWidth inputs on (canary
-    // overwritten); the reference never does.
+    // overwritten); avx512 keeps a chunk's dY panels in it (its tiles 64
+    // columns wide, chunks of 128) when the inputs take more than one row
+    // block of 256 and the panels fit; the reference never writes it.
     const size_t pack_floats = static_cast<size_t>(K) * md::kWeightGradPackRows;
     Guarded packed(KN, side), pack(pack_floats, Guarded::Side::kEnd);
     packed.fill(dw0);
@@ -266,6 +268,10 @@ void check_gemms(const KernelTable& t, const KernelTable& ref, const std::string
     const bool may_pack = variant != "reference" && K >= static_cast<int>(md::kWeightGradPackMinWidth) && M > 4;
     if (pack_written || (variant == "avx2" && may_pack))
       EXPECT_EQ(may_pack, pack_written) << shape_name(variant, "gemm_tn_acc with packing scratch", M, K, N, side);
+    if (variant == "avx512") {
+      const bool caches = K > 256 && M > 4 && N > 0 && size_t{128} * ((N + 63) / 64 * 64) <= pack_floats;
+      EXPECT_EQ(caches, pack_written) << shape_name(variant, "gemm_tn_acc with panel scratch", M, K, N, side);
+    }
   }
 }
 

@@ -336,7 +336,10 @@ constexpr TapeLayout tape_layout(const ModelDesc& d, uint32_t batch) {
 // share a few L1 sets and evict each other. x86-64 builds reserve scratch to
 // copy X^T into first, in blocks of kWeightGradPackRows reduction rows; the
 // AVX2 kernels use it (1.16-1.21x at in = 512, measured on Zen 3 and on a
-// Xeon), the AVX-512 ones measured slower with it and read X^T in place.
+// Xeon), the AVX-512 ones measured slower with it and read X^T in place,
+// keeping each reduction chunk's dY panels there instead when the inputs
+// span several row blocks (over 256; at batch 2000 1.02-1.17x for layers
+// of 384-1024 inputs, 0.95-0.99x at 300 -> 600: kernels/avx512.cpp).
 // The product is bit-identical either way. From kWeightGradPackMinWidth
 // inputs on (at 128 it measured nothing); elsewhere (unmeasured; RAM is scarce
 // on microcontrollers) nothing is reserved. The input gradient dX = dY W^T of

@@ -41,6 +41,14 @@ struct Avx512 {
   // transposed once into it, not once per row block (md_bench on a Xeon, best
   // of 4 interleaved: 1.05x at 2000 x 256 x 256 and 2000 x 512 x 512).
   static constexpr bool kNtPanelCache = true;
+  // gemm_tn_acc over several row blocks (more than 256 inputs), given
+  // scratch: each chunk's dY panels packed once, row tiles outermost
+  // (tn_panel_cache). One-process A/B on a Xeon (best of 5-7 interleaved
+  // bursts) against packing per row block, batch 2000: 1.015-1.03x at
+  // 512 x 512, 1.09-1.13x at 512 x 1024, 1.15-1.17x at 1024 x 1024,
+  // 1.06-1.09x at 1024 x 256, 1.01-1.03x at 384 x 384 and 300 x 300, but
+  // 0.95-0.99x at 300 x 600; at 512 x 512, batch 256-1024 0.99-1.05x.
+  static constexpr bool kTnPanelCache = true;
   static constexpr bool kMaskedTail = true, kIeeeDivSqrt = true;
   static constexpr bool kWidenF16 = false, kWidenI8 = false;
   // Math activations 4 vectors (64 floats) at a time. On a Xeon (act_fwd /

@@ -28,8 +28,9 @@ void gemm_bias(float* Y, const float* X, const float* W, const float* b, int M, 
 void gemm_nt(float* dX, const float* dY, const float* W, int M, int N, int K, float* pack = nullptr);
 // dW (K, N) += X (M, K)^T . dY (M, N). `pack`: null, or K * kWeightGradPackRows
 // floats of scratch (model.h: weight_grad_pack_floats) that the vector
-// variants copy X^T into when K >= kWeightGradPackMinWidth; bit-identical
-// either way.
+// variants copy X^T into when K >= kWeightGradPackMinWidth (avx2), or keep a
+// reduction chunk's dY panels in when K > 256 (avx512); bit-identical either
+// way.
 void gemm_tn_acc(float* dW, const float* X, const float* dY, int M, int K, int N, float* pack = nullptr);
 // Y = X . W + b with W stored in reduced precision and read in place: f16,
 // or int8 with a scale per output column (w = scales[n] * q). The vector

@@ -34,6 +34,7 @@ struct Neon {
   static constexpr int kPackRows = 16;   // pack B panels from this many rows
   static constexpr int kNtDotRows = 2;   // gemm_nt: dot products below 2 rows
   static constexpr bool kNtPanelCache = false;   // gemm_nt: W^T panels packed per row block
+  static constexpr bool kTnPanelCache = false;   // gemm_tn_acc: dY panels packed per row block
   static constexpr bool kMaskedTail = false;  // column tails in scalar code
   static constexpr bool kWidenF16 = false, kWidenI8 = false;
   // Math activations 2 vectors at a time, interleaved: in-order cores (A53,

@@ -29,6 +29,10 @@
 //   kNtTile, kNtTileBelowRows       gemm_nt's register tile for fewer rows
 //                                   than kNtTileBelowRows (only read where
 //                                   kNtTile is not MR x NR)
+//   kTnPanelCache                   gemm_tn_acc over several row blocks, given
+//                                   scratch: a chunk's dY panels packed once
+//                                   into it, row tiles outermost
+//                                   (tn_panel_cache)
 //   kPackTransposedA                gemm_tn_acc copies X^T into the caller's
 //                                   scratch (if given) from
 //                                   kWeightGradPackMinWidth inputs on
@@ -392,6 +396,14 @@ struct Gemm {
         return;
       }
     }
+    if constexpr (AT && S::kTnPanelCache) {
+      // apack: M x kWeightGradPackRows floats of scratch (kernels.h).
+      if (apack != nullptr && accumulate && mc < M &&
+          static_cast<size_t>(kc) * ((N + NB - 1) / NB * NB) <= static_cast<size_t>(M) * kWeightGradPackRows) {
+        tn_panel_cache(C, ldc, A, lda, B, ldb, M, P, N, kc, apack);
+        return;
+      }
+    }
     if (!AT || !S::kPackTransposedA || lda < kWeightGradPackMinWidth) apack = nullptr;
     // TB over several row blocks: each chunk's W^T panels are transposed once,
     // side by side in bcache (column block c0 at c0 * kc), and reused by the
@@ -412,6 +424,31 @@ struct Gemm {
                 *ldbb = ldb;
                 return B + static_cast<size_t>(p0) * ldb + c0;
               });
+  }
+
+  // gemm_tn_acc over several row blocks, given scratch (kTnPanelCache): per
+  // reduction chunk, the dY panels of all the columns are packed once into
+  // the scratch, side by side (column block c0 at c0 * kc), and each row
+  // tile then sweeps every column block before the next row tile starts.
+  // sweep() packs each panel again for every row block, and its first
+  // column block reads the new lines of X from L3 in one run of tiles; here
+  // they come in a row tile at a time, spread over the chunk, and the panels
+  // stream from L2. Same operations in the same order for every element.
+  static void tn_panel_cache(float* C, size_t ldc, const float* A, size_t lda, const float* B, size_t ldb, int M,
+                             int P, int N, int kc, float* cache) {
+    for (int p0 = 0; p0 < P; p0 += kc) {
+      const int pn = P - p0 < kc ? P - p0 : kc;
+      for (int c0 = 0; c0 < N; c0 += NB)
+        pack_panel(cache + static_cast<size_t>(c0) * kc, B + static_cast<size_t>(p0) * ldb + c0, ldb, pn,
+                   N - c0 < NB ? N - c0 : NB);
+      const float* Ap = A + static_cast<size_t>(p0) * lda;
+      for (int r = 0; r < M; r += S::MR) {
+        const int rows = M - r < S::MR ? M - r : S::MR;
+        for (int c0 = 0; c0 < N; c0 += NB)
+          block<true>(C + static_cast<size_t>(r) * ldc + c0, ldc, Ap + r, lda, cache + static_cast<size_t>(c0) * kc,
+                      NB, rows, pn, N - c0 < NB ? N - c0 : NB, Init::kAccumulate, nullptr, kBPadded);
+      }
+    }
   }
 
   // The blocked loop of run() and run_widened(): reduction chunks of kc, row
