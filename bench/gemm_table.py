@@ -66,6 +66,7 @@ def main():
                 out.append("%22s" % ("%.1f (%.1f-%.1f)" % (statistics.median(p), p[0], p[-1]) if p else "-"))
             print("  %-12s %5d %4d %4d " % (kind, M, K, N) + "".join(out))
 
+
 def table(args):
     """Measures and prints one best-of-reps table; returns {(kind, M, K, N, variant): % of peak}."""
     best = collections.OrderedDict()  # name -> best GFLOP/s

@@ -396,10 +396,12 @@ struct Gemm {
         return;
       }
     }
+    // A chunk's B panels for all the columns side by side (column block c0
+    // at c0 * kc): what the panel caches below keep in the caller's scratch.
+    const size_t chunk_panels = static_cast<size_t>(kc) * ((N + NB - 1) / NB * NB);
     if constexpr (AT && S::kTnPanelCache) {
       // apack: M x kWeightGradPackRows floats of scratch (kernels.h).
-      if (apack != nullptr && accumulate && mc < M &&
-          static_cast<size_t>(kc) * ((N + NB - 1) / NB * NB) <= static_cast<size_t>(M) * kWeightGradPackRows) {
+      if (apack != nullptr && accumulate && mc < M && chunk_panels <= static_cast<size_t>(M) * kWeightGradPackRows) {
         tn_panel_cache(C, ldc, A, lda, B, ldb, M, P, N, kc, apack);
         return;
       }
@@ -408,8 +410,7 @@ struct Gemm {
     // TB over several row blocks: each chunk's W^T panels are transposed once,
     // side by side in bcache (column block c0 at c0 * kc), and reused by the
     // later row blocks, if the caller gave room for a chunk's full width.
-    const bool cache_b = TB && S::kNtPanelCache && bcache != nullptr && mc < M &&
-                         static_cast<size_t>(kc) * ((N + NB - 1) / NB * NB) <= bcache_floats;
+    const bool cache_b = TB && S::kNtPanelCache && bcache != nullptr && mc < M && chunk_panels <= bcache_floats;
     sweep<AT>(C, ldc, A, lda, M, P, N, accumulate, bias, kc, mc, pack ? kBPadded : kBMasked, apack,
               [&](int p0, int pn, int m0, int c0, int nc, size_t* ldbb) -> const float* {
                 if (TB) {
