@@ -139,6 +139,9 @@ const Shape kLargeShapes[] = {{256, 96, 128}, {256, 128, 128}, {256, 128, 2}, {3
                               {67, 300, 130}, {13, 517, 515}, {3, 128, 128}, {1, 512, 512}, {5, 1, 700},
                               {130, 257, 67}, {1, 7, 1},       {2, 600, 97},  {4, 33, 400},   {600, 530, 40},
                               {5, 40, 401},  {2, 70, 400},   {520, 72, 150}, {300, 520, 200},
+                              // 1.5 MiB of X and dY over one row block: AVX-512's gemm_tn_acc
+                              // prefetches (a short last chunk, row and column tails)
+                              {1800, 20, 200},
                               // narrow outputs (N < the vector width: dot products along K) with
                               // every column count of that path, row remainders and K tails
                               {37, 70, 3},   {9, 33, 4},    {21, 8, 2},    {11, 17, 4},   {2000, 128, 2}};

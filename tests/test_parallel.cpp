@@ -74,8 +74,13 @@ std::vector<float> train_and_sample(const md::ModelDesc& desc, uint32_t batch) {
 TEST(Parallel, WeightGradientRowRangesComposeExactly) {
   // K = 300: wide enough that the vector variants pack X^T, each range into
   // its own slice of the scratch (rows [k0, k1) x kWeightGradPackRows).
-  for (const int K : {45, 300}) {
-    const int M = 67, N = 37;
+  // M = 1500: 2 MB of X and dY, so AVX-512's whole product prefetches
+  // (tn_prefetching) and its ranges do not.
+  struct Case {
+    int M, K, N;
+  };
+  for (const Case c : {Case{67, 45, 37}, Case{67, 300, 37}, Case{1500, 45, 300}}) {
+    const int M = c.M, K = c.K, N = c.N;
     const std::vector<float> X = random_vector(M * K, 1), dY = random_vector(M * N, 2), dW0 = random_vector(K * N, 3);
     std::vector<float> pack(static_cast<size_t>(K) * md::kWeightGradPackRows);
     for (size_t v = 0; v < md::kernel_variant_count(); ++v) {
@@ -84,7 +89,7 @@ TEST(Parallel, WeightGradientRowRangesComposeExactly) {
         std::printf("variant %s: not available here, not checked\n", md::kernel_variant_name(v));
         continue;
       }
-      SCOPED_TRACE(std::string(t->name) + " K=" + std::to_string(K));
+      SCOPED_TRACE(std::string(t->name) + " M=" + std::to_string(M) + " K=" + std::to_string(K));
       std::vector<float> whole = dW0, parts = dW0, packed_parts = dW0;
       t->gemm_tn_acc(whole.data(), X.data(), dY.data(), M, K, N, 0, K, nullptr);
       const int cuts[] = {0, 16, 17, 40, K - 11 > 40 ? K - 11 : 40, K};  // K = 45: one range is empty

@@ -34,6 +34,7 @@ struct Avx2 {
   static constexpr int kNtDotRows = 4;   // gemm_nt: dot products below 4 rows
   static constexpr bool kNtPanelCache = false;   // gemm_nt: W^T panels packed per row block
   static constexpr bool kTnPanelCache = false;   // gemm_tn_acc: dY panels packed per row block
+  static constexpr bool kTnPrefetch = false;     // gemm_tn_acc: no software prefetch
   static constexpr bool kMaskedTail = true, kIeeeDivSqrt = true;
   static constexpr bool kWidenF16 = true, kWidenI8 = true;  // F16C: dispatch.cpp checks it with AVX2
   static inline V load_f16(const uint16_t* p) {

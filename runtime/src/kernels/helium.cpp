@@ -42,6 +42,7 @@ struct Helium {
   static constexpr int kNtDotRows = 2;   // gemm_nt: dot products below 2 rows
   static constexpr bool kNtPanelCache = false;   // gemm_nt: W^T panels packed per row block
   static constexpr bool kTnPanelCache = false;   // gemm_tn_acc: dY panels packed per row block
+  static constexpr bool kTnPrefetch = false;     // gemm_tn_acc: no software prefetch
   static constexpr bool kMaskedTail = true;  // tail predication is cheap
   // int8 weights by a widening load; f16 ones one by one (MVE's VCVTB/VCVTT
   // gave wrong values under QEMU's mps3-an547 in the kernel check: left

@@ -35,6 +35,7 @@ struct Neon {
   static constexpr int kNtDotRows = 2;   // gemm_nt: dot products below 2 rows
   static constexpr bool kNtPanelCache = false;   // gemm_nt: W^T panels packed per row block
   static constexpr bool kTnPanelCache = false;   // gemm_tn_acc: dY panels packed per row block
+  static constexpr bool kTnPrefetch = false;     // gemm_tn_acc: no software prefetch
   static constexpr bool kMaskedTail = false;  // column tails in scalar code
   static constexpr bool kWidenF16 = false, kWidenI8 = false;
   // Math activations 2 vectors at a time, interleaved: in-order cores (A53,

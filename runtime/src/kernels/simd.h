@@ -33,6 +33,11 @@
 //                                   scratch: a chunk's dY panels packed once
 //                                   into it, row tiles outermost
 //                                   (tn_panel_cache)
+//   kTnPrefetch                     gemm_tn_acc over one row block with at
+//                                   least kTnPrefetchMinBytes of X and dY:
+//                                   the tiles prefetch the next chunk's rows
+//                                   into L2, a line every kTnPrefetchSteps
+//                                   steps (tn_prefetching)
 //   kPackTransposedA                gemm_tn_acc copies X^T into the caller's
 //                                   scratch (if given) from
 //                                   kWeightGradPackMinWidth inputs on
@@ -146,9 +151,20 @@ struct Gemm {
     }
   }
 
-  template <int MR, int NV, bool TAIL, bool AT, bool BMASK = TAIL>
+  // Where the tiles of tn_prefetching stand in the next chunk's rows: first
+  // X's bytes [x, x_end), then dY's [y, y_end). Integers: the cursors step a
+  // line at a time and may end past the last byte, never to be read.
+  struct Lookahead {
+    uintptr_t x, x_end, y, y_end;
+    bool live() const { return x < x_end || y < y_end; }
+  };
+  static constexpr int kLineBytes = 64;
+
+  // PREFETCH (tn_prefetching only): every kTnPrefetchSteps steps, the tile
+  // also prefetches one line of the next chunk into L2 at `ahead`.
+  template <int MR, int NV, bool TAIL, bool AT, bool BMASK = TAIL, bool PREFETCH = false>
   static inline void tile(float* C, size_t ldc, const float* A, size_t lda, const float* B, size_t ldb, int pn,
-                          Init init, const float* bias, int tail) {
+                          Init init, const float* bias, int tail, Lookahead* ahead = nullptr) {
     V c[MR][NV];
     if (init == Init::kAccumulate) {
       for (int r = 0; r < MR; ++r)
@@ -162,8 +178,36 @@ struct Gemm {
       for (int r = 0; r < MR; ++r)
         for (int v = 0; v < NV; ++v) c[r][v] = S::zero();
     }
-    // Two copies of the loop: GCC 12 takes no template-dependent unroll count.
-    if constexpr (S::kUnrollReduction) {
+    if constexpr (PREFETCH) {
+      // A chunk's whole tiles then walk once through the next chunk's rows
+      // of X and dY, if they take enough steps (on AVX-512, 128 x 128 takes
+      // 1.3 times as many prefetches as the lines hold).
+      static_assert(AT, "prefetching is gemm_tn_acc's");
+      Lookahead a = *ahead;
+      int p = 0;
+      for (; p + S::kTnPrefetchSteps <= pn; p += S::kTnPrefetchSteps) {
+#pragma GCC unroll 8
+        for (int u = 0; u < S::kTnPrefetchSteps; ++u) {
+          step<MR, NV, AT, BMASK>(c, A, lda, B, tail);
+          A += lda;
+          B += ldb;
+        }
+        if (a.x < a.x_end) {
+          __builtin_prefetch(reinterpret_cast<const void*>(a.x), 0, 2);  // 2: into L2
+          a.x += kLineBytes;
+        } else if (a.y < a.y_end) {
+          __builtin_prefetch(reinterpret_cast<const void*>(a.y), 0, 2);
+          a.y += kLineBytes;
+        }
+      }
+      for (; p < pn; ++p) {
+        step<MR, NV, AT, BMASK>(c, A, lda, B, tail);
+        A += lda;
+        B += ldb;
+      }
+      *ahead = a;
+    } else if constexpr (S::kUnrollReduction) {
+      // Two copies of the loop: GCC 12 takes no template-dependent unroll count.
 #pragma GCC unroll 4
       for (int p = 0; p < pn; ++p) {
         step<MR, NV, AT, BMASK>(c, A, lda, B, tail);
@@ -406,6 +450,15 @@ struct Gemm {
         return;
       }
     }
+    if constexpr (AT && S::kTnPrefetch) {
+      // One row block whose rows of X are whole rows (not a thread's range
+      // of them: it would fetch the other ranges' columns too).
+      if (accumulate && mc == M && lda == static_cast<size_t>(M) &&
+          static_cast<size_t>(P) * (M + N) * sizeof(float) >= S::kTnPrefetchMinBytes) {
+        tn_prefetching(C, ldc, A, lda, B, ldb, M, P, N, kc, panel);
+        return;
+      }
+    }
     if (!AT || !S::kPackTransposedA || lda < kWeightGradPackMinWidth) apack = nullptr;
     // TB over several row blocks: each chunk's W^T panels are transposed once,
     // side by side in bcache (column block c0 at c0 * kc), and reused by the
@@ -448,6 +501,45 @@ struct Gemm {
         for (int c0 = 0; c0 < N; c0 += NB)
           block<true>(C + static_cast<size_t>(r) * ldc + c0, ldc, Ap + r, lda, cache + static_cast<size_t>(c0) * kc,
                       NB, rows, pn, N - c0 < NB ? N - c0 : NB, Init::kAccumulate, nullptr, kBPadded);
+      }
+    }
+  }
+
+  // gemm_tn_acc over one row block and operands too large to stay in L2
+  // from call to call (kTnPrefetch): the loop of sweep(), whose whole tiles
+  // also prefetch the next chunk's rows of X, then of dY, into L2, so that
+  // they stream in while the multiply-adds run instead of arriving from L3
+  // when first read (prefetching only X, or only dY, measured no better than
+  // none). Same operations in the same order for every element.
+  static void tn_prefetching(float* C, size_t ldc, const float* A, size_t lda, const float* B, size_t ldb, int M,
+                             int P, int N, int kc, float* panel) {
+    for (int p0 = 0; p0 < P; p0 += kc) {
+      const int pn = P - p0 < kc ? P - p0 : kc;
+      const int next = p0 + pn, next_end = P - next < kc ? P : next + kc;  // the next chunk's rows
+      Lookahead ahead = {0, 0, 0, 0};
+      if (next < P) {
+        const uintptr_t a = reinterpret_cast<uintptr_t>(A), b = reinterpret_cast<uintptr_t>(B);
+        ahead.x = a + sizeof(float) * next * lda;
+        ahead.x_end = a + sizeof(float) * ((next_end - 1) * lda + M);
+        ahead.y = b + sizeof(float) * next * ldb;
+        ahead.y_end = b + sizeof(float) * ((next_end - 1) * ldb + N);
+      }
+      const float* Ap = A + static_cast<size_t>(p0) * lda;
+      for (int c0 = 0; c0 < N; c0 += NB) {
+        const int nc = N - c0 < NB ? N - c0 : NB;
+        pack_panel(panel, B + static_cast<size_t>(p0) * ldb + c0, ldb, pn, nc);
+        float* Cb = C + c0;
+        if (nc < NB || !ahead.live()) {
+          block<true>(Cb, ldc, Ap, lda, panel, NB, M, pn, nc, Init::kAccumulate, nullptr, kBPadded);
+          continue;
+        }
+        int r = 0;
+        for (; r + S::MR <= M; r += S::MR)
+          tile<S::MR, S::NR, false, true, false, true>(Cb + static_cast<size_t>(r) * ldc, ldc, Ap + r, lda, panel,
+                                                       NB, pn, Init::kAccumulate, nullptr, 0, &ahead);
+        if (r < M)
+          rows_rem<S::MR - 1, S::NR, false, true, false>(M - r, Cb + static_cast<size_t>(r) * ldc, ldc, Ap + r, lda,
+                                                          panel, NB, pn, Init::kAccumulate, nullptr, 0);
       }
     }
   }
