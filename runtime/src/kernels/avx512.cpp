@@ -53,8 +53,8 @@ struct Avx512 {
   // of X and dY: the tiles prefetch the next chunk's rows of X and dY into
   // L2, a line every 2 steps (tn_prefetching); otherwise those rows come
   // from L3 and the tiles wait for them. One-process A/B on a Xeon (2 MiB
-  // L2; best of 7 interleaved bursts, 2 rounds): 1.03-1.06x at
-  // 2000 x 128 x 128, 1.03-1.05x at 2000 x 256 x 256, 1.08-1.10x at batch
+  // L2; best of 7 interleaved bursts, 4 rounds): 1.02-1.06x at
+  // 2000 x 128 x 128, 1.02-1.05x at 2000 x 256 x 256, 1.08-1.10x at batch
   // 4000; with less than 1.5 MiB, which stays in L2 from call to call, it
   // measured 0.97-1.01x.
   static constexpr bool kTnPrefetch = true;
