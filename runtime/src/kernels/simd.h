@@ -242,12 +242,14 @@ struct Gemm {
     }
   }
 
-  template <int NV, bool TAIL, bool AT, bool BMASK = TAIL>
+  // PREFETCH: the whole tiles prefetch at `ahead` as they go (tn_prefetching).
+  template <int NV, bool TAIL, bool AT, bool BMASK = TAIL, bool PREFETCH = false>
   static void rows(float* C, size_t ldc, const float* A, size_t lda, const float* B, size_t ldb, int M, int pn,
-                   Init init, const float* bias, int tail) {
+                   Init init, const float* bias, int tail, Lookahead* ahead = nullptr) {
     int r = 0;
     for (; r + S::MR <= M; r += S::MR)
-      tile<S::MR, NV, TAIL, AT, BMASK>(C + r * ldc, ldc, A + (AT ? r : r * lda), lda, B, ldb, pn, init, bias, tail);
+      tile<S::MR, NV, TAIL, AT, BMASK, PREFETCH>(C + r * ldc, ldc, A + (AT ? r : r * lda), lda, B, ldb, pn, init,
+                                                 bias, tail, ahead);
     if (r < M)
       rows_rem<S::MR - 1, NV, TAIL, AT, BMASK>(M - r, C + r * ldc, ldc, A + (AT ? r : r * lda), lda, B, ldb, pn,
                                                init, bias, tail);
@@ -528,18 +530,11 @@ struct Gemm {
       for (int c0 = 0; c0 < N; c0 += NB) {
         const int nc = N - c0 < NB ? N - c0 : NB;
         pack_panel(panel, B + static_cast<size_t>(p0) * ldb + c0, ldb, pn, nc);
-        float* Cb = C + c0;
-        if (nc < NB || !ahead.live()) {
-          block<true>(Cb, ldc, Ap, lda, panel, NB, M, pn, nc, Init::kAccumulate, nullptr, kBPadded);
-          continue;
-        }
-        int r = 0;
-        for (; r + S::MR <= M; r += S::MR)
-          tile<S::MR, S::NR, false, true, false, true>(Cb + static_cast<size_t>(r) * ldc, ldc, Ap + r, lda, panel,
-                                                       NB, pn, Init::kAccumulate, nullptr, 0, &ahead);
-        if (r < M)
-          rows_rem<S::MR - 1, S::NR, false, true, false>(M - r, Cb + static_cast<size_t>(r) * ldc, ldc, Ap + r, lda,
-                                                          panel, NB, pn, Init::kAccumulate, nullptr, 0);
+        if (nc == NB && ahead.live())  // what block() runs for a whole column block, prefetching
+          rows<S::NR, false, true, false, true>(C + c0, ldc, Ap, lda, panel, NB, M, pn, Init::kAccumulate, nullptr,
+                                                0, &ahead);
+        else
+          block<true>(C + c0, ldc, Ap, lda, panel, NB, M, pn, nc, Init::kAccumulate, nullptr, kBPadded);
       }
     }
   }
