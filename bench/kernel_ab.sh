@@ -57,12 +57,15 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 git archive "$rev" runtime/src runtime/include | tar -x -C "$work"
 cxx=${CXX:-g++}
-common=(-std=c++17 -O3 -DNDEBUG)
+# KERNEL_AB_CXXFLAGS: the flags the library was built with where they must
+# match (the smoke test passes CMAKE_CXX_FLAGS, e.g. the sanitizers').
+read -r -a extra <<< "${KERNEL_AB_CXXFLAGS:-}"
+common=(-std=c++17 -O3 -DNDEBUG "${extra[@]}")
 # As runtime/CMakeLists.txt compiles the kernels: no contraction, so both sides round the same way.
 "$cxx" "${common[@]}" "${flags[@]}" -ffp-contract=off -I"$work/runtime/src" -I"$work/runtime/include" \
   -Dk${table}Table=kBaselineTable -Dk${table}Forward=kBaselineForward \
   -c "$work/runtime/src/kernels/$isa.cpp" -o "$work/baseline.o"
 "$cxx" "${common[@]}" -Iruntime/src -Iruntime/include -c bench/kernel_ab.cpp -o "$work/kernel_ab.o"
-"$cxx" -o "$work/kernel_ab" "$work/kernel_ab.o" "$work/baseline.o" "$lib" -lm
+"$cxx" "${extra[@]}" -o "$work/kernel_ab" "$work/kernel_ab.o" "$work/baseline.o" "$lib" -lm
 echo "kernel_ab: $isa kernels of $(git rev-parse --short "$rev") (baseline) against $lib (current)"
 "$work/kernel_ab" "$isa" "$kind" "$bursts" "$shapes"
