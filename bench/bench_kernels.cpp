@@ -38,10 +38,14 @@
 
 #include "kernels/kernels.h"
 #include "microdiffusion/kernels.h"
+#include "aligned_floats.h"
 #include "microdiffusion/microdiffusion.h"
 #include "peak.h"
 
 namespace {
+
+using md::bench::Floats;
+using md::bench::random_vector;
 
 using md::kernels::KernelTable;
 using PeakFn = uint64_t (*)(int, uint64_t, float*);
@@ -104,34 +108,6 @@ void BM_Peak(benchmark::State& state, PeakFn fn, int chains) {
   for (auto _ : state) flops += static_cast<double>(fn(chains, 1 << 14, sink));
   benchmark::DoNotOptimize(sink);
   state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsRate);
-}
-
-// Buffers aligned as the runtime's own are: everything it hands its kernels
-// comes from an Arena or a weight file bound in place, both 64-byte aligned
-// (md::kAlignment). A plain std::vector<float> is only 16-byte aligned, which
-// puts every vector load and store of a 64-byte row across two cache lines
-// (on a Xeon the AVX-512 GEMMs ran up to 9% slower on such buffers).
-template <class T>
-struct ArenaAligned {
-  using value_type = T;
-  ArenaAligned() = default;
-  template <class U>
-  ArenaAligned(const ArenaAligned<U>&) {}
-  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{md::kAlignment})); }
-  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t{md::kAlignment}); }
-  template <class U>
-  bool operator==(const ArenaAligned<U>&) const { return true; }
-  template <class U>
-  bool operator!=(const ArenaAligned<U>&) const { return false; }
-};
-using Floats = std::vector<float, ArenaAligned<float>>;
-
-Floats random_vector(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  Floats v(n);
-  for (float& x : v) x = u(rng);
-  return v;
 }
 
 enum class Gemm { kForward, kInputGrad, kWeightGrad };

@@ -15,13 +15,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <new>
-#include <random>
 #include <string>
 #include <vector>
 
+#include "aligned_floats.h"
 #include "kernels/kernels.h"
-#include "microdiffusion/arena.h"
 #include "microdiffusion/model.h"
 
 namespace md {
@@ -34,20 +32,8 @@ namespace {
 
 using md::kernels::KernelTable;
 
-// 64-byte aligned, as the runtime's arena gives buffers.
-struct Buffer {
-  float* p = nullptr;
-  size_t n = 0;
-  Buffer(size_t count, uint32_t seed) : n(count) {
-    p = static_cast<float*>(::operator new((count + 16) * sizeof(float), std::align_val_t{md::kAlignment}));
-    std::mt19937 rng(seed);
-    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-    for (size_t i = 0; i < count; ++i) p[i] = u(rng);
-  }
-  ~Buffer() { ::operator delete(p, std::align_val_t{md::kAlignment}); }
-  Buffer(const Buffer&) = delete;
-  Buffer& operator=(const Buffer&) = delete;
-};
+using md::bench::Floats;
+using md::bench::random_vector;
 
 enum class Kind { kForward, kInputGrad, kWeightGrad };
 
@@ -105,37 +91,36 @@ int main(int argc, char** argv) {
   bool all_identical = true;
   for (const Shape& sh : shapes) {
     const int M = sh.M, K = sh.K, N = sh.N;
-    Buffer X(static_cast<size_t>(M) * K, 1), W(static_cast<size_t>(K) * N, 2), b(N, 3),
-        dY(static_cast<size_t>(M) * N, 4);
+    const Floats X = random_vector(static_cast<size_t>(M) * K, 1), W = random_vector(static_cast<size_t>(K) * N, 2),
+                 b = random_vector(N, 3), dY = random_vector(static_cast<size_t>(M) * N, 4);
     const size_t out_floats = kind == Kind::kForward    ? static_cast<size_t>(M) * N
                               : kind == Kind::kInputGrad ? static_cast<size_t>(M) * K
                                                          : static_cast<size_t>(K) * N;
-    Buffer out0(out_floats, 5), out1(out_floats, 5);  // the same start: gemm_tn_acc accumulates
+    Floats out0 = random_vector(out_floats, 5), out1 = out0;  // the same start: gemm_tn_acc accumulates
     // The packing scratch a Trainer reserves for a layer of K inputs.
-    const size_t pack_floats = md::weight_grad_pack_floats(static_cast<uint32_t>(K));
-    Buffer pack(pack_floats, 6);
-    float* scratch = pack_floats > 0 ? pack.p : nullptr;
+    Floats pack(md::weight_grad_pack_floats(static_cast<uint32_t>(K)));
+    float* scratch = pack.empty() ? nullptr : pack.data();
     auto run = [&](const KernelTable* t, float* out) {
       switch (kind) {
-        case Kind::kForward: t->gemm_bias(out, X.p, W.p, b.p, M, K, N); break;
-        case Kind::kInputGrad: t->gemm_nt(out, dY.p, W.p, M, N, K, scratch, pack_floats); break;
-        case Kind::kWeightGrad: t->gemm_tn_acc(out, X.p, dY.p, M, K, N, 0, K, scratch); break;
+        case Kind::kForward: t->gemm_bias(out, X.data(), W.data(), b.data(), M, K, N); break;
+        case Kind::kInputGrad: t->gemm_nt(out, dY.data(), W.data(), M, N, K, scratch, pack.size()); break;
+        case Kind::kWeightGrad: t->gemm_tn_acc(out, X.data(), dY.data(), M, K, N, 0, K, scratch); break;
       }
     };
-    run(sides[0], out0.p);
-    run(sides[1], out1.p);
-    const bool identical = std::memcmp(out0.p, out1.p, out_floats * sizeof(float)) == 0;
+    run(sides[0], out0.data());
+    run(sides[1], out1.data());
+    const bool identical = std::memcmp(out0.data(), out1.data(), out_floats * sizeof(float)) == 0;
     all_identical = all_identical && identical;
 
     // Calls per burst: about 0.1 s of the current kernels.
     auto t0 = std::chrono::steady_clock::now();
-    run(current, out1.p);
+    run(current, out1.data());
     const double once = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const int calls = once > 0.1 ? 1 : static_cast<int>(0.1 / (once > 1e-7 ? once : 1e-7)) + 1;
     double best[2] = {1e30, 1e30};
     for (int r = 0; r < bursts; ++r)
       for (int s = 0; s < 2; ++s) {
-        float* out = s == 0 ? out0.p : out1.p;
+        float* out = s == 0 ? out0.data() : out1.data();
         const auto start = std::chrono::steady_clock::now();
         for (int i = 0; i < calls; ++i) run(sides[s], out);
         const double per_call =

@@ -57,8 +57,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 git archive "$rev" runtime/src runtime/include | tar -x -C "$work"
 cxx=${CXX:-g++}
-# KERNEL_AB_CXXFLAGS: the flags the library was built with where they must
-# match (the smoke test passes CMAKE_CXX_FLAGS, e.g. the sanitizers').
+# KERNEL_AB_CXXFLAGS: flags the library was built with that the harness must
+# share, e.g. -fsanitize=... for build/asan's (the smoke test passes CMAKE_CXX_FLAGS).
 read -r -a extra <<< "${KERNEL_AB_CXXFLAGS:-}"
 common=(-std=c++17 -O3 -DNDEBUG "${extra[@]}")
 # As runtime/CMakeLists.txt compiles the kernels: no contraction, so both sides round the same way.
